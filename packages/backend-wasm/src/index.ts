@@ -1,0 +1,5 @@
+/**
+ * @module @meshroute/backend-wasm
+ * Edge WebAssembly backend: WASI preview 1 commands and reactor modules in a sandboxed worker pool.
+ */
+export {};

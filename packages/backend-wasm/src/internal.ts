@@ -1,0 +1,2 @@
+/** @internal Sibling-package surface of @meshroute/backend-wasm. Not a public API. */
+export {};

@@ -1,0 +1,2 @@
+/** @internal Sibling-package surface of @meshroute/compute-agent. Not a public API. */
+export {};

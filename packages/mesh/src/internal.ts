@@ -1,0 +1,2 @@
+/** @internal Sibling-package surface of @meshroute/mesh. Not a public API. */
+export {};

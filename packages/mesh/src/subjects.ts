@@ -1,0 +1,80 @@
+/**
+ * Names on the mesh: subjects, JetStream streams, KV buckets and the Object Store bucket.
+ * One place so that the router, agents, permissions (`meshroute security init`) and docs agree.
+ * See `docs/architecture.md`.
+ */
+
+/** Default subject prefix. Every name below can be re-rooted with {@link meshNames}. */
+export const DEFAULT_SUBJECT_PREFIX = 'meshroute';
+
+/** The names a mesh uses, derived from one prefix. */
+export interface MeshNames {
+  /** Prefix of all subjects. */
+  prefix: string;
+  /** Producers publish CloudEvents here: `<prefix>.ingress.<tenant>`. */
+  ingressSubject(tenant?: string): string;
+  /** Wildcard for the ingress stream. */
+  ingressWildcard: string;
+  /** Work for one agent (request/reply): `<prefix>.work.<agentId>`. */
+  workSubject(agentId: string): string;
+  /** Capacity heartbeats: `<prefix>.capacity.<agentId>`. */
+  capacitySubject(agentId: string): string;
+  /** Wildcard for all capacity heartbeats. */
+  capacityWildcard: string;
+  /** Results: `<prefix>.results.<tenant>`. */
+  resultsSubject(tenant?: string): string;
+  /** Decision records: `<prefix>.decisions.<tenant>`. */
+  decisionsSubject(tenant?: string): string;
+  /** Dead letters: `<prefix>.dlq.<tenant>`. */
+  deadLetterSubject(tenant?: string): string;
+  /** Router liveness and control: `<prefix>.router.<routerId>`. */
+  routerSubject(routerId: string): string;
+  /** Inbox prefix for replies to producers: `_INBOX_<prefix>`. */
+  replyPrefix: string;
+  /** JetStream stream names. */
+  streams: { ingress: string; results: string; decisions: string; deadLetters: string };
+  /** The durable consumer all routers share on the ingress stream. */
+  ingressConsumer: string;
+  /** KV buckets. */
+  buckets: { agents: string; policies: string; workloads: string };
+  /** Object Store bucket for artifacts (by sha256). */
+  artifacts: string;
+}
+
+/** The tenant segment used when an event carries no `tenant`. */
+export const DEFAULT_TENANT_TOKEN = '_';
+
+function tenantToken(tenant: string | undefined): string {
+  return tenant === undefined || tenant === '' ? DEFAULT_TENANT_TOKEN : tenant;
+}
+
+/**
+ * Derive every mesh name from a prefix.
+ * @example meshNames().workSubject('edge-eu-1') // 'meshroute.work.edge-eu-1'
+ */
+export function meshNames(prefix: string = DEFAULT_SUBJECT_PREFIX): MeshNames {
+  const up = prefix.toUpperCase().replace(/[^A-Z0-9_-]/g, '_');
+  const low = prefix.toLowerCase().replace(/[^a-z0-9_-]/g, '_');
+  return {
+    prefix,
+    ingressSubject: (tenant) => `${prefix}.ingress.${tenantToken(tenant)}`,
+    ingressWildcard: `${prefix}.ingress.>`,
+    workSubject: (agentId) => `${prefix}.work.${agentId}`,
+    capacitySubject: (agentId) => `${prefix}.capacity.${agentId}`,
+    capacityWildcard: `${prefix}.capacity.*`,
+    resultsSubject: (tenant) => `${prefix}.results.${tenantToken(tenant)}`,
+    decisionsSubject: (tenant) => `${prefix}.decisions.${tenantToken(tenant)}`,
+    deadLetterSubject: (tenant) => `${prefix}.dlq.${tenantToken(tenant)}`,
+    routerSubject: (routerId) => `${prefix}.router.${routerId}`,
+    replyPrefix: `_INBOX_${low}`,
+    streams: {
+      ingress: `${up}_INGRESS`,
+      results: `${up}_RESULTS`,
+      decisions: `${up}_DECISIONS`,
+      deadLetters: `${up}_DLQ`,
+    },
+    ingressConsumer: `${low}-routers`,
+    buckets: { agents: `${low}-agents`, policies: `${low}-policies`, workloads: `${low}-workloads` },
+    artifacts: `${low}-artifacts`,
+  };
+}

@@ -1,0 +1,5 @@
+/**
+ * @module @meshroute/policy
+ * Routing policies: load, validate, compile and evaluate YAML + CEL policy bundles. Pure, no I/O.
+ */
+export {};

@@ -1,0 +1,2 @@
+/** @internal Sibling-package surface of @meshroute/policy. Not a public API. */
+export {};

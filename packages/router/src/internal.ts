@@ -1,0 +1,2 @@
+/** @internal Sibling-package surface of @meshroute/router. Not a public API. */
+export {};

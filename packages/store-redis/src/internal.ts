@@ -1,0 +1,2 @@
+/** @internal Sibling-package surface of @meshroute/store-redis. Not a public API. */
+export {};

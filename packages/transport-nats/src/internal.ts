@@ -1,0 +1,2 @@
+/** @internal Sibling-package surface of @meshroute/transport-nats. Not a public API. */
+export {};
