@@ -1,5 +1,17 @@
 /**
  * @module @meshroute/testing
- * Test harness: real nats-server (single, cluster, leaf) and redis-server on free ports, in-memory fakes, simulated clock, port conformance suites.
+ * Test support for meshroute, a dev dependency only: real `nats-server` (single node with
+ * JetStream, 3-node cluster, leaf node) and `redis-server` on free ports, in-memory fakes of the
+ * ports, a simulated clock, port conformance suites, and benchmark helpers.
  */
-export {};
+export {
+  type BenchLine,
+  benchLine,
+  type Percentiles,
+  percentiles,
+  quantile,
+  reportBench,
+  type SampleOptions,
+  sampleAsync,
+  sampleSync,
+} from './bench.js';

@@ -1,0 +1,47 @@
+/**
+ * What every command gets: its output streams, the environment (read only here, in `cli`),
+ * and a place to set the exit code.
+ */
+
+import type { LogFields, Logger } from '@meshroute/mesh';
+import { type Logger as PinoLogger, pino } from 'pino';
+
+/** Context handed to every command. */
+export interface CliContext {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+  /** The process environment. Only `cli` reads it. */
+  env: Readonly<Record<string, string | undefined>>;
+  /** Exit code to return when the command completes without throwing. */
+  exitCode: number;
+  /** Build the logger (pino, JSON to stderr; `MESHROUTE_LOG_LEVEL`, default `info`). */
+  logger(name: string): Logger;
+}
+
+/** Adapt a pino logger to the {@link Logger} port. */
+export function pinoLogger(p: PinoLogger): Logger {
+  const wrap = (l: PinoLogger): Logger => ({
+    debug: (msg: string, fields?: LogFields) => l.debug(fields ?? {}, msg),
+    info: (msg: string, fields?: LogFields) => l.info(fields ?? {}, msg),
+    warn: (msg: string, fields?: LogFields) => l.warn(fields ?? {}, msg),
+    error: (msg: string, fields?: LogFields) => l.error(fields ?? {}, msg),
+    child: (fields: LogFields) => wrap(l.child(fields)),
+  });
+  return wrap(p);
+}
+
+/** The real context: process streams and environment. */
+export function createContext(): CliContext {
+  let root: PinoLogger | undefined;
+  const ctx: CliContext = {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    env: process.env,
+    exitCode: 0,
+    logger(name) {
+      root ??= pino({ level: ctx.env.MESHROUTE_LOG_LEVEL ?? 'info', base: { pid: process.pid } }, pino.destination(2));
+      return pinoLogger(root.child({ component: name }));
+    },
+  };
+  return ctx;
+}

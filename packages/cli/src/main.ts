@@ -1,0 +1,40 @@
+/**
+ * The composition root: parses flags and environment, builds adapters, wires engines.
+ * Each command lives in `commands/<name>.ts` and exports `register(program, context)`.
+ */
+
+import { MeshError } from '@meshroute/mesh';
+import { Command, CommanderError } from 'commander';
+import { register as registerVersion } from './commands/version.js';
+import { type CliContext, createContext } from './context.js';
+
+/** Register every command on `program`. Add new commands here. */
+function registerAll(program: Command, ctx: CliContext): void {
+  registerVersion(program, ctx);
+}
+
+/**
+ * Run the CLI with `argv` (as `process.argv`). Resolves to the exit code.
+ */
+export async function main(argv: readonly string[], ctx: CliContext = createContext()): Promise<number> {
+  const program = new Command('meshroute')
+    .description('meshroute: an event mesh compute router (per-event placement by residency, latency, carbon and cost)')
+    .showHelpAfterError()
+    .exitOverride();
+  program.configureOutput({
+    writeOut: (s) => ctx.stdout.write(s),
+    writeErr: (s) => ctx.stderr.write(s),
+  });
+  registerAll(program, ctx);
+  try {
+    await program.parseAsync(argv as string[]);
+    return ctx.exitCode;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode;
+    if (err instanceof MeshError) {
+      ctx.stderr.write(`meshroute: ${err.code}: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+}
