@@ -15,3 +15,5 @@ export {
   sampleAsync,
   sampleSync,
 } from './bench.js';
+export { type StoppableResource, stopAllServers, trackResource } from './cleanup.js';
+export { type StartNatsServerOptions, startNatsServer, type TestNatsServer } from './nats.js';
