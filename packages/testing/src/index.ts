@@ -17,3 +17,24 @@ export {
 } from './bench.js';
 export { type StoppableResource, stopAllServers, trackResource } from './cleanup.js';
 export { type StartNatsServerOptions, startNatsServer, type TestNatsServer } from './nats.js';
+export {
+  DEFAULT_CLUSTER_NODES,
+  DEFAULT_CLUSTER_READY_TIMEOUT_MS,
+  type StartNatsClusterOptions,
+  startNatsCluster,
+  type TestNatsCluster,
+} from './nats-cluster.js';
+export {
+  DEFAULT_LEAF_LINK_TIMEOUT_MS,
+  type StartLeafNodeOptions,
+  startLeafNode,
+  type TestLeafNode,
+} from './nats-leaf.js';
+export {
+  DEFAULT_REDIS_START_TIMEOUT_MS,
+  RedisServerStartError,
+  type StartRedisServerOptions,
+  startRedisServer,
+  type TestRedisServer,
+} from './redis.js';
+export { getJson, type WaitForOptions, waitFor } from './wait.js';
