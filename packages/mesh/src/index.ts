@@ -4,9 +4,25 @@
  * the intent extension attributes, versioned message schemas, ports and error classes.
  *
  * @example
- * import { parseIntent } from '@meshroute/mesh';
- * const intent = parseIntent({ residency: 'eu', latencybudgetms: '50' });
+ * import { decodeHttp, parseIntent } from '@meshroute/mesh';
+ * const { events } = decodeHttp(req.headers, body); // strict CloudEvents 1.0
+ * const intent = parseIntent(events[0]!);
  */
+export {
+  type CloudEventJson,
+  CORE_ATTRIBUTES,
+  DEFAULT_MAX_EVENT_BYTES,
+  type EventValidationOptions,
+  EXTENSION_NAME_RE,
+  eventData,
+  isJsonContentType,
+  isMediaType,
+  isUriReference,
+  type ResolvedEventValidationOptions,
+  resolveEventValidationOptions,
+  validateBatch,
+  validateEvent,
+} from './cloudevent.js';
 export {
   ConfigError,
   ErrorCode,
@@ -26,6 +42,17 @@ export {
   UnsupportedFormatError,
   WorkloadError,
 } from './errors.js';
+export { decodeHeaderValue, percentEncodeHeaderValue } from './header-value.js';
+export {
+  decodeHttp,
+  encodeHttpBatch,
+  encodeHttpBinary,
+  encodeHttpStructured,
+  type HttpContentMode,
+  type HttpDecodeOptions,
+  type HttpHeadersInput,
+  type HttpMessage,
+} from './http-binding.js';
 export {
   type AttributeBag,
   EEA_COUNTRIES,
@@ -43,6 +70,23 @@ export {
   parseRfc3339,
   residencyAllows,
 } from './intent.js';
+export {
+  decodeKafka,
+  encodeKafkaBinary,
+  encodeKafkaStructured,
+  type KafkaDecodeOptions,
+  type KafkaEncodeOptions,
+  type KafkaHeaderValue,
+  type KafkaRecord,
+  type KafkaRecordInput,
+} from './kafka-binding.js';
+export {
+  decodeNats,
+  encodeNatsBinary,
+  encodeNatsStructured,
+  type NatsDecodeOptions,
+  type NatsMessageParts,
+} from './nats-binding.js';
 export {
   type AgentMesh,
   type ArtifactInfo,
@@ -95,4 +139,5 @@ export {
   workloadSpecSchema,
   workResultSchema,
 } from './schemas.js';
+export { fromSdkEvent, toSdkEvent } from './sdk-interop.js';
 export { DEFAULT_SUBJECT_PREFIX, DEFAULT_TENANT_TOKEN, type MeshNames, meshNames } from './subjects.js';

@@ -1,2 +1,3 @@
 /** @internal Sibling-package surface of @meshroute/mesh. Not a public API. */
-export {};
+export { CE_BATCH_JSON, CE_JSON, structuredKind } from './binary-mode.js';
+export { checkEvent } from './cloudevent.js';

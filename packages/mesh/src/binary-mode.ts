@@ -1,0 +1,193 @@
+/**
+ * The parts every binary content mode shares (HTTP, NATS, Kafka): attributes carried one per
+ * header, data carried as the message body, and the JSON event format for structured mode.
+ */
+import { Buffer } from 'node:buffer';
+import {
+  type CloudEventJson,
+  checkEvent,
+  EXTENSION_NAME_RE,
+  isJsonContentType,
+  type ResolvedEventValidationOptions,
+  validateBatch,
+  validateEvent,
+} from './cloudevent.js';
+import { InvalidEventError, PayloadTooLargeError } from './errors.js';
+import { decodeUtf8, utf8 } from './header-value.js';
+
+/** Attributes gathered from the headers of one binary-mode message. */
+export interface CollectedHeaders {
+  /** Attribute name to its decoded string value. */
+  attrs: Record<string, unknown>;
+  /** The transport's own content type header (`content-type`, any case). */
+  contentType: string | undefined;
+  /** Bytes of header names and values, for the size limit. */
+  headerBytes: number;
+}
+
+/** A fresh, empty {@link CollectedHeaders}. */
+export function newCollected(): CollectedHeaders {
+  return { attrs: {}, contentType: undefined, headerBytes: 0 };
+}
+
+/**
+ * Add one decoded attribute header.
+ * @throws InvalidEventError for an invalid attribute name, `data` carried in a header, or a duplicate
+ */
+export function addAttribute(c: CollectedHeaders, name: string, value: string, header: string): void {
+  if (!EXTENSION_NAME_RE.test(name)) {
+    throw new InvalidEventError(
+      name,
+      'extension-name',
+      `header ${header}: an attribute name must be 1 to 20 lowercase letters (a-z) or digits (0-9)`,
+    );
+  }
+  if (name === 'data') {
+    throw new InvalidEventError('data', 'reserved', `header ${header}: in binary mode the data is the message body`);
+  }
+  if (c.attrs[name] !== undefined) {
+    throw new InvalidEventError(name, 'duplicate-header', `header ${header} appears more than once`);
+  }
+  c.attrs[name] = value;
+}
+
+const INT_RE = /^-?(0|[1-9][0-9]{0,9})$/;
+
+/** Header strings of intent attributes whose type is not String become typed (Integer, Boolean). */
+function coerceIntent(attrs: Record<string, unknown>): void {
+  const l = attrs.latencybudgetms;
+  if (typeof l === 'string' && INT_RE.test(l)) attrs.latencybudgetms = Number(l);
+  const c = attrs.carbonmax;
+  if (typeof c === 'string' && INT_RE.test(c)) attrs.carbonmax = Number(c);
+  const p = attrs.pii;
+  if (p === 'true') attrs.pii = true;
+  else if (p === 'false') attrs.pii = false;
+}
+
+/**
+ * Build and validate the event of a binary-mode message from its collected headers and body.
+ * JSON content types parse the body into `data`; any other body becomes `data_base64`; an empty
+ * body means no data.
+ */
+export function finishBinary(
+  c: CollectedHeaders,
+  body: Uint8Array | null | undefined,
+  opts: ResolvedEventValidationOptions,
+): CloudEventJson {
+  const bodyBytes = body ? body.byteLength : 0;
+  const size = bodyBytes + c.headerBytes;
+  if (size > opts.maxEventBytes) throw new PayloadTooLargeError('event', size, opts.maxEventBytes);
+  const attrs = c.attrs;
+  if (attrs.specversion === undefined) {
+    throw new InvalidEventError('specversion', 'required', 'specversion: the required attribute is missing');
+  }
+  coerceIntent(attrs);
+  if (body && bodyBytes > 0) {
+    const ct = attrs.datacontenttype;
+    if (typeof ct === 'string' && isJsonContentType(ct)) {
+      const text = decodeUtf8(body, 'data', 'the JSON body');
+      try {
+        attrs.data = JSON.parse(text);
+      } catch (cause) {
+        throw new InvalidEventError(
+          'data',
+          'json',
+          `data: datacontenttype ${ct} declares JSON but the body is not JSON`,
+          {
+            cause,
+          },
+        );
+      }
+    } else {
+      attrs.data_base64 = Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('base64');
+    }
+  }
+  return checkEvent(attrs, opts);
+}
+
+/** One attribute of an event as a header: the attribute name and its canonical string. */
+export type AttributeEntry = readonly [name: string, value: string];
+
+/** An event split for binary mode: attribute entries (without datacontenttype), content type and body. */
+export interface BinaryParts {
+  attributes: AttributeEntry[];
+  contentType: string | undefined;
+  body: Uint8Array;
+}
+
+/**
+ * Split a (validated) event for binary mode. JSON data is serialized; when the event has
+ * `data` but no `datacontenttype`, `application/json` is set explicitly, as the JSON format
+ * requires when re-serializing into another binding.
+ */
+export function binaryParts(event: CloudEventJson): BinaryParts {
+  const valid = validateEvent(event);
+  const attributes: AttributeEntry[] = [];
+  let contentType: string | undefined;
+  let body: Uint8Array = new Uint8Array(0);
+  for (const key of Object.keys(valid)) {
+    const v = valid[key];
+    if (key === 'data' || key === 'data_base64' || v === undefined) continue;
+    if (key === 'datacontenttype') {
+      contentType = v as string;
+      continue;
+    }
+    attributes.push([key, typeof v === 'string' ? v : String(v)]);
+  }
+  if (typeof valid.data_base64 === 'string') {
+    body = new Uint8Array(Buffer.from(valid.data_base64, 'base64'));
+  } else if ('data' in valid && valid.data !== undefined) {
+    if (isJsonContentType(contentType)) {
+      contentType ??= 'application/json';
+      body = utf8(JSON.stringify(valid.data));
+    } else body = utf8(valid.data as string);
+  }
+  return { attributes, contentType, body };
+}
+
+/** The JSON event format media type. */
+export const CE_JSON = 'application/cloudevents+json';
+/** The JSON batch format media type. */
+export const CE_BATCH_JSON = 'application/cloudevents-batch+json';
+
+/** Which structured format a content type names: `structured`, `batch`, another CE format, or none. */
+export function structuredKind(contentType: string | undefined): 'structured' | 'batch' | 'unsupported' | undefined {
+  if (contentType === undefined) return undefined;
+  const semi = contentType.indexOf(';');
+  const essence = (semi < 0 ? contentType : contentType.slice(0, semi)).trim().toLowerCase();
+  if (!essence.startsWith('application/cloudevents')) return undefined;
+  if (essence === CE_JSON) return 'structured';
+  if (essence === CE_BATCH_JSON) return 'batch';
+  return 'unsupported';
+}
+
+function parseJsonBody(body: Uint8Array, opts: ResolvedEventValidationOptions): unknown {
+  if (body.byteLength > opts.maxEventBytes) {
+    throw new PayloadTooLargeError('event', body.byteLength, opts.maxEventBytes);
+  }
+  const text = decodeUtf8(body, 'event', 'the structured-mode body');
+  try {
+    return JSON.parse(text);
+  } catch (cause) {
+    throw new InvalidEventError('event', 'json-syntax', 'the structured-mode body is not valid JSON', { cause });
+  }
+}
+
+/** Decode and validate a JSON event format body. */
+export function decodeStructuredBody(body: Uint8Array, opts: ResolvedEventValidationOptions): CloudEventJson {
+  const value = parseJsonBody(body, opts);
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new InvalidEventError('event', 'object', 'a structured-mode body must be a JSON object');
+  }
+  return checkEvent(value as Record<string, unknown>, opts);
+}
+
+/** Decode and validate a JSON batch format body; errors name the event's index. */
+export function decodeBatchBody(body: Uint8Array, opts: ResolvedEventValidationOptions): CloudEventJson[] {
+  return validateBatch(parseJsonBody(body, opts), opts);
+}
+
+/** The JSON event format body of a (validated) event. */
+export function encodeStructuredBody(event: CloudEventJson): Uint8Array {
+  return utf8(JSON.stringify(validateEvent(event)));
+}
