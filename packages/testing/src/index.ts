@@ -37,4 +37,10 @@ export {
   startRedisServer,
   type TestRedisServer,
 } from './redis.js';
+export { type SimulatedClock, simulatedClock } from './simulated-clock.js';
+export {
+  runStateStoreSuite,
+  type StateStoreFactory,
+  type StateStoreFixture,
+} from './suites/state-store-suite.js';
 export { getJson, type WaitForOptions, waitFor } from './wait.js';
