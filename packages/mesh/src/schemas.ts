@@ -157,6 +157,19 @@ export const decisionRecordSchema = z.object({
   /** Set when the work waits for a greener slot (carbon-aware time shifting). */
   deferred: z.object({ untilMs: nonNeg, reason: z.string() }).optional(),
   errors: z.array(z.object({ rule: z.string(), agentId: z.string().optional(), message: z.string() })).optional(),
+  /** Approved policy exceptions that relaxed a constraint in this decision (for the agents listed). */
+  exceptions: z
+    .array(
+      z.object({
+        rule: z.string(),
+        constraint: z.string(),
+        approvedBy: z.string(),
+        ticket: z.string(),
+        expires: z.string(),
+        agentIds: z.array(z.string()),
+      }),
+    )
+    .optional(),
   evaluationUs: nonNeg,
 });
 /** The audit record of a routing decision. */
