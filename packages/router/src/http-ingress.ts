@@ -1,0 +1,373 @@
+/**
+ * CloudEvents HTTP ingress on `node:http`: `POST /events` (binary, structured and batch modes),
+ * `GET /healthz`, `GET /readyz`. Bad input is always a 4xx with an RFC 9457 problem body naming
+ * the attribute and the rule; never a 5xx.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import {
+  type CloudEventJson,
+  decodeHttp,
+  type ErrorInfo,
+  InvalidEventError,
+  InvalidIntentError,
+  type Logger,
+  MeshError,
+  noopLogger,
+  PayloadTooLargeError,
+  toMeshError,
+  UnsupportedFormatError,
+} from '@meshroute/mesh';
+import type { RouterAnswer } from './answer.js';
+import type { RouterEvent } from './policy-port.js';
+import type { Router } from './router.js';
+
+/** Options of {@link startHttpIngress}. Defaults come from the router's resolved options. */
+export interface HttpIngressOptions {
+  /** Port (0: a free one). @default router.options.httpPort */
+  port?: number;
+  /** Host. @default router.options.httpHost */
+  host?: string;
+  /** Largest body. @default router.options.maxEventBytes */
+  maxEventBytes?: number;
+  /** `?wait=1` limit for events without a latency budget. @default router.options.httpWaitMs */
+  waitMs?: number;
+  /** @default noopLogger */
+  logger?: Logger;
+}
+
+/** A running HTTP ingress. */
+export interface HttpIngress {
+  /** The port it listens on. */
+  readonly port: number;
+  /** `http://host:port`. */
+  readonly url: string;
+  /** Stop accepting and close open connections. */
+  close(): Promise<void>;
+}
+
+/** An RFC 9457 problem body. */
+export interface ProblemBody {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  code: string;
+  attribute?: string;
+  rule?: string;
+  index?: number;
+  [extra: string]: unknown;
+}
+
+const TITLES: Record<number, string> = {
+  400: 'Bad Request',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  413: 'Content Too Large',
+  415: 'Unsupported Media Type',
+  422: 'Unprocessable Content',
+  429: 'Too Many Requests',
+  500: 'Internal Server Error',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout',
+};
+
+function problem(status: number, code: string, detail: string, extra: Record<string, unknown> = {}): ProblemBody {
+  return {
+    type: `https://meshroute.dev/problems/${code.toLowerCase().replace(/_/g, '-')}`,
+    title: TITLES[status] ?? 'Error',
+    status,
+    detail,
+    code,
+    ...extra,
+  };
+}
+
+function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  const isProblem = typeof body === 'object' && body !== null && 'type' in body && 'status' in body;
+  res.writeHead(status, {
+    'content-type': isProblem ? 'application/problem+json' : 'application/json',
+    'content-length': Buffer.byteLength(text),
+    ...headers,
+  });
+  res.end(text);
+}
+
+/** The HTTP status for a terminal error code. */
+function statusForCode(code: string): number {
+  switch (code) {
+    case 'INVALID_EVENT':
+    case 'INVALID_INTENT':
+      return 400;
+    case 'NO_ELIGIBLE_AGENT':
+    case 'DEADLINE_PASSED':
+    case 'WORKLOAD_FAILED':
+    case 'WORKLOAD_NOT_FOUND':
+    case 'LIMIT_EXCEEDED':
+      return 422;
+    case 'BUDGET_EXCEEDED':
+    case 'BACKPRESSURE':
+      return 429;
+    case 'TIMEOUT':
+      return 504;
+    case 'POLICY_ERROR':
+    case 'INTERNAL':
+      return 500;
+    case 'SHUTTING_DOWN':
+    case 'STORE_UNAVAILABLE':
+    case 'TRANSPORT_ERROR':
+      return 503;
+    default:
+      return 502;
+  }
+}
+
+class BodyTooLarge extends Error {}
+
+function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let failed = false;
+    req.on('data', (chunk: Buffer) => {
+      if (failed) return;
+      size += chunk.length;
+      if (size > limit) {
+        failed = true;
+        reject(new BodyTooLarge(String(size)));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => {
+      if (!failed) resolve(new Uint8Array(Buffer.concat(chunks)));
+    });
+    req.on('error', (err) => {
+      if (!failed) reject(err);
+    });
+  });
+}
+
+function decodeError(err: unknown): { status: number; body: ProblemBody } {
+  if (err instanceof PayloadTooLargeError) {
+    return { status: 413, body: problem(413, err.code, err.message) };
+  }
+  if (err instanceof UnsupportedFormatError) {
+    return { status: 415, body: problem(415, err.code, err.message, { contentType: err.details.contentType }) };
+  }
+  if (err instanceof InvalidEventError) {
+    const extra: Record<string, unknown> = { attribute: err.attribute, rule: err.rule };
+    if (err.index !== undefined) extra.index = err.index;
+    return { status: 400, body: problem(400, err.code, err.message, extra) };
+  }
+  if (err instanceof InvalidIntentError) {
+    const extra: Record<string, unknown> = { attribute: err.attribute, rule: err.rule };
+    if (typeof err.details.index === 'number') extra.index = err.details.index;
+    return { status: 400, body: problem(400, err.code, err.message, extra) };
+  }
+  const e = toMeshError(err);
+  return { status: 400, body: problem(400, e.code, e.message) };
+}
+
+function answerBody(answer: RouterAnswer): { status: number; body: unknown } {
+  if (answer.outcome === 'succeeded') {
+    return {
+      status: 200,
+      body: {
+        id: answer.id,
+        outcome: answer.outcome,
+        agent: answer.agent,
+        decisionId: answer.decisionId,
+        result: answer.result,
+        ...(answer.replayed ? { replayed: true } : {}),
+      },
+    };
+  }
+  const error: ErrorInfo = answer.error ?? { code: 'INTERNAL', message: 'no error recorded', retryable: false };
+  const status = statusForCode(error.code);
+  return {
+    status,
+    body: problem(status, error.code, error.message, {
+      id: answer.id,
+      outcome: answer.outcome,
+      agent: answer.agent,
+      decisionId: answer.decisionId,
+      ...(answer.deadLetterReason ? { reason: answer.deadLetterReason } : {}),
+      ...(answer.result ? { result: answer.result } : {}),
+      ...(error.details ? { details: error.details } : {}),
+    }),
+  };
+}
+
+function waitBudgetMs(event: CloudEventJson, fallbackMs: number): number {
+  const raw = event.latencybudgetms;
+  const n = typeof raw === 'number' ? raw : typeof raw === 'string' ? Number(raw) : Number.NaN;
+  return Number.isInteger(n) && n > 0 ? n : fallbackMs;
+}
+
+/**
+ * Serve the router's HTTP ingress.
+ * @example
+ * const http = await startHttpIngress(router, { port: 0 });
+ * await fetch(`${http.url}/events?wait=1`, { method: 'POST', headers, body });
+ */
+export async function startHttpIngress(router: Router, options: HttpIngressOptions = {}): Promise<HttpIngress> {
+  const port = options.port ?? router.options.httpPort;
+  const host = options.host ?? router.options.httpHost;
+  const maxEventBytes = options.maxEventBytes ?? router.options.maxEventBytes;
+  const defaultWaitMs = options.waitMs ?? router.options.httpWaitMs;
+  const logger = (options.logger ?? noopLogger).child({ component: 'http-ingress' });
+  const retryAfterS = String(Math.max(1, Math.ceil(router.options.nakDelayMs / 1000)));
+
+  const postEvents = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
+    const declared = Number(req.headers['content-length']);
+    if (Number.isFinite(declared) && declared > maxEventBytes) {
+      send(
+        res,
+        413,
+        problem(413, 'PAYLOAD_TOO_LARGE', `body is ${declared} bytes, over the limit of ${maxEventBytes} bytes`),
+        { connection: 'close' },
+      );
+      req.resume();
+      return;
+    }
+    let body: Uint8Array;
+    try {
+      body = await readBody(req, maxEventBytes);
+    } catch (err) {
+      if (err instanceof BodyTooLarge) {
+        send(res, 413, problem(413, 'PAYLOAD_TOO_LARGE', `body is over the limit of ${maxEventBytes} bytes`), {
+          connection: 'close',
+        });
+        req.resume();
+        return;
+      }
+      throw err;
+    }
+    let decoded: { mode: string; events: CloudEventJson[] };
+    try {
+      decoded = decodeHttp(req.headers, body, { maxEventBytes });
+      decoded.events.forEach((ev, index) => {
+        if (ev.workload === undefined) {
+          throw new InvalidIntentError('workload', 'required', 'the workload attribute is required', {
+            details: decoded.events.length > 1 || decoded.mode === 'batch' ? { index } : {},
+          });
+        }
+      });
+    } catch (err) {
+      const { status, body: p } = decodeError(err);
+      send(res, status, p);
+      return;
+    }
+    if (!router.ready()) {
+      send(res, 503, problem(503, 'SHUTTING_DOWN', 'the router is not ready (starting, stopping or no policy)'), {
+        'retry-after': retryAfterS,
+      });
+      return;
+    }
+    if (router.overloaded()) {
+      send(res, 429, problem(429, 'BACKPRESSURE', 'the router is over capacity; retry later'), {
+        'retry-after': retryAfterS,
+      });
+      return;
+    }
+    const wait = ['1', 'true', 'yes'].includes((url.searchParams.get('wait') ?? '').toLowerCase());
+    const events = decoded.events as RouterEvent[];
+    try {
+      if (!wait) {
+        await Promise.all(events.map((ev) => router.submit(ev)));
+        if (decoded.mode === 'batch') send(res, 202, { ids: events.map((e) => e.id) });
+        else send(res, 202, { id: events[0]?.id });
+        return;
+      }
+      const answers = await Promise.all(
+        events.map((ev) => router.submit(ev, { waitMs: waitBudgetMs(ev, defaultWaitMs) })),
+      );
+      const rendered = answers.map((a, i) => {
+        const ev = events[i] as RouterEvent;
+        if (a) return answerBody(a);
+        const ms = waitBudgetMs(ev, defaultWaitMs);
+        return {
+          status: 504,
+          body: problem(504, 'TIMEOUT', `no outcome within ${ms} ms (the event is accepted and still running)`, {
+            id: ev.id,
+          }),
+        };
+      });
+      if (decoded.mode === 'batch') {
+        send(res, 200, { results: rendered.map((r) => ({ status: r.status, ...(r.body as object) })) });
+      } else {
+        const r = rendered[0] as { status: number; body: unknown };
+        send(res, r.status, r.body);
+      }
+    } catch (err) {
+      const e = toMeshError(err);
+      const status = e.code === 'SHUTTING_DOWN' || e.retryable ? 503 : statusForCode(e.code);
+      send(res, status, problem(status, e.code, e.message), status === 503 ? { 'retry-after': retryAfterS } : {});
+    }
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const path = url.pathname.replace(/\/+$/, '') || '/';
+    if (path === '/events') {
+      if (req.method !== 'POST') {
+        req.resume();
+        send(res, 405, problem(405, 'METHOD_NOT_ALLOWED', `${req.method} is not allowed on /events; use POST`), {
+          allow: 'POST',
+        });
+        return;
+      }
+      await postEvents(req, res, url);
+      return;
+    }
+    if (path === '/healthz' || path === '/readyz') {
+      req.resume();
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        send(res, 405, problem(405, 'METHOD_NOT_ALLOWED', `${req.method} is not allowed on ${path}; use GET`), {
+          allow: 'GET, HEAD',
+        });
+        return;
+      }
+      const health = router.health();
+      if (path === '/healthz') {
+        send(res, health.status === 'stopped' ? 503 : 200, health);
+      } else {
+        const ready = router.ready();
+        send(res, ready ? 200 : 503, { ready, policyDigest: health.policyDigest, agents: health.agents });
+      }
+      return;
+    }
+    req.resume();
+    send(res, 404, problem(404, 'NOT_FOUND', `no route for ${path}`));
+  };
+
+  const server: Server = createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      const e = err instanceof MeshError ? err : toMeshError(err);
+      logger.error('http ingress failure', { error: e.message });
+      if (!res.headersSent) send(res, 400, problem(400, 'INVALID_EVENT', `could not read the request: ${e.message}`));
+      else res.destroy();
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const actual = (server.address() as AddressInfo).port;
+  const shownHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
+  return {
+    port: actual,
+    url: `http://${shownHost}:${actual}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

@@ -1,0 +1,884 @@
+/**
+ * The router engine: consumes ingress deliveries, places each event's work with the active policy
+ * bundle over the live agent registry, dispatches it, retries and fails over, records outcomes and
+ * acknowledges ingress only when the work item is terminal. Talks to ports only.
+ */
+import { randomUUID } from 'node:crypto';
+import {
+  type CapacityReport,
+  type Clock,
+  type DeadLetterRecord,
+  type DecisionRecord,
+  decodeNats,
+  type ErrorInfo,
+  type EventSource,
+  type IngressDelivery,
+  type Intent,
+  InvalidIntentError,
+  type Logger,
+  type Mesh,
+  MeshError,
+  noopLogger,
+  parseIntent,
+  residencyAllows,
+  type StateStore,
+  type StoredOutcome,
+  systemClock,
+  toMeshError,
+  type WorkItem,
+  type WorkResult,
+} from '@meshroute/mesh';
+import { type Actor, createActor } from 'xstate';
+import { type AgentEntry, AgentRegistry, type RegistryChange } from './agent-registry.js';
+import { ANSWER_HEADERS, encodeAnswer, type RouterAnswer } from './answer.js';
+import { type ResolvedRouterOptions, type RouterOptions, resolveRouterOptions } from './options.js';
+import {
+  type AgentView,
+  type PlacementPolicy,
+  type PolicySource,
+  type RouterEvent,
+  toPolicySource,
+} from './policy-port.js';
+import { type RouterStatusEvent, StatusHub } from './status.js';
+import {
+  type DeadLetterReason,
+  type WorkItemEffects,
+  type WorkItemFinalState,
+  workItemMachine,
+} from './work-item-machine.js';
+import { toXStateClock } from './xstate-clock.js';
+
+/** Engine name and version written into decision records by the router. */
+export const ROUTER_ENGINE = { name: 'meshroute-router', version: '0.1.0' } as const;
+
+/** Publishes an event into the ingress stream (so HTTP events take the same at-least-once path). */
+export interface IngressPublisher {
+  /**
+   * Publish `event`; when `waitMs` is given, resolve with the router's answer (or `undefined` when
+   * none came in time).
+   */
+  publish(event: RouterEvent, options: { waitMs: number | undefined }): Promise<RouterAnswer | undefined>;
+}
+
+/** Dependencies and options of {@link createRouter}. */
+export interface CreateRouterOptions {
+  /** Dispatch, capacity, outcome publishing. */
+  mesh: Mesh;
+  /** Ingress deliveries (a JetStream durable consumer). Without one, only {@link Router.submit} and HTTP feed the router. */
+  source?: EventSource;
+  /** Idempotency keys and shared state. */
+  store: StateStore;
+  /** The active policy bundle, or a holder of it (hot reload). */
+  policies: PlacementPolicy | PolicySource;
+  /** Time. @default systemClock */
+  clock?: Clock;
+  /** @default noopLogger */
+  logger?: Logger;
+  /** This router's id (decision records, claims). @default a random id */
+  routerId?: string;
+  /** Tuning, see {@link RouterOptions}. */
+  options?: RouterOptions;
+  /** Where HTTP events are published. Without one, HTTP events are processed in this router directly (at-most-once across a crash). */
+  ingressPublisher?: IngressPublisher;
+  /** Uniform random in [0, 1) for backoff jitter. @default Math.random */
+  random?: () => number;
+}
+
+/** Health of a router (`GET /healthz`). */
+export interface RouterHealth {
+  status: 'ok' | 'degraded' | 'stopped';
+  routerId: string;
+  /** Digest of the active policy bundle. */
+  policyDigest: string | null;
+  agents: number;
+  registryRevision: number;
+  inFlightItems: number;
+  queued: number;
+  deferred: number;
+  store: 'ok' | 'degraded';
+}
+
+/** A running router. */
+export interface Router {
+  readonly routerId: string;
+  readonly options: ResolvedRouterOptions;
+  /** Load the capacity snapshot, subscribe to heartbeats, start consuming ingress. */
+  start(): Promise<void>;
+  /** Stop consuming, hand unfinished work back to ingress, stop timers. */
+  stop(): Promise<void>;
+  /** Typed lifecycle events. */
+  status(): AsyncIterable<RouterStatusEvent>;
+  /** Process one ingress delivery; resolves when its work item is terminal (or handed back). */
+  handleDelivery(delivery: IngressDelivery): Promise<void>;
+  /**
+   * Accept an already validated event from an edge (HTTP): publish it into ingress when an
+   * {@link IngressPublisher} is configured, else process it here. With `waitMs`, resolve with the
+   * answer (`undefined` on timeout).
+   */
+  submit(event: RouterEvent, options?: { waitMs?: number }): Promise<RouterAnswer | undefined>;
+  /** Whether new work should be pushed back (queue or in-flight bound reached). */
+  overloaded(): boolean;
+  /** Health summary. */
+  health(): RouterHealth;
+  /** Whether the router can take work: started, with a policy bundle. */
+  ready(): boolean;
+  /** Policy views of the live agents. */
+  agents(): AgentView[];
+  /** The live registry (read-only use). */
+  readonly registry: AgentRegistry;
+}
+
+interface ItemState {
+  workId: string;
+  key: string;
+  delivery: IngressDelivery;
+  event: RouterEvent | undefined;
+  raw: string | undefined;
+  intent: Intent | undefined;
+  actor: Actor<typeof workItemMachine>;
+  claimed: boolean;
+  abort: AbortController | undefined;
+  agentId: string | undefined;
+  agent: { id: string; region: string; jurisdiction: string } | null;
+  deferred: { untilMs: number; reason: string } | undefined;
+  done: () => void;
+}
+
+const textDecoder = new TextDecoder();
+
+const deadLetterError = (reason: DeadLetterReason, message: string, details?: Record<string, unknown>): ErrorInfo => ({
+  code: reason === 'RETRIES_EXHAUSTED' ? 'RETRIES_EXHAUSTED' : reason,
+  message,
+  retryable: false,
+  ...(details ? { details } : {}),
+});
+
+/** The idempotency key of an event: its `source` and `id`. */
+export function idempotencyKey(event: { source: string; id: string }): string {
+  return `${event.source}#${event.id}`;
+}
+
+/**
+ * Create a router.
+ * @example
+ * const router = createRouter({ mesh, source, store: memoryStateStore(), policies: holder });
+ * await router.start();
+ */
+export function createRouter(deps: CreateRouterOptions): Router {
+  const options = resolveRouterOptions(deps.options);
+  const clock = deps.clock ?? systemClock;
+  const logger = (deps.logger ?? noopLogger).child({ component: 'router' });
+  const routerId = deps.routerId ?? `router-${randomUUID().slice(0, 8)}`;
+  const mesh = deps.mesh;
+  const store = deps.store;
+  const policies = toPolicySource(deps.policies);
+  const random = deps.random ?? Math.random;
+  const hub = new StatusHub();
+  const xclock = toXStateClock(clock);
+  const registry = new AgentRegistry({
+    clock,
+    heartbeatIntervalMs: options.heartbeatIntervalMs,
+    missedHeartbeatsBeforeDegraded: options.missedHeartbeatsBeforeDegraded,
+    missedHeartbeatsBeforeLost: options.missedHeartbeatsBeforeLost,
+    initialRttMs: options.initialRttMs,
+    rttEwmaAlpha: options.rttEwmaAlpha,
+    carbonMemoryMs: options.carbonMemoryMs,
+  });
+
+  const items = new Map<string, ItemState>();
+  const queue = new Set<ItemState>();
+  const waiters = new Map<string, Set<(a: RouterAnswer) => void>>();
+  let lifecycle: 'idle' | 'started' | 'stopping' | 'stopped' = 'idle';
+  let storeState: 'ok' | 'degraded' = 'ok';
+  let unsubscribeCapacity: (() => void) | undefined;
+  let wakeScheduled = false;
+
+  const storeFailed = (err: unknown): void => {
+    if (storeState === 'ok') {
+      storeState = 'degraded';
+      const error = err instanceof Error ? err.message : String(err);
+      logger.warn('state store unavailable; routing without idempotency claims', { error });
+      hub.emit({ type: 'storeDegraded', error });
+    }
+  };
+  const storeOk = (): void => {
+    if (storeState === 'degraded') {
+      storeState = 'ok';
+      logger.info('state store recovered');
+      hub.emit({ type: 'storeRecovered' });
+    }
+  };
+
+  const background = (what: string, p: Promise<unknown>): void => {
+    p.catch((err: unknown) => logger.warn(`${what} failed`, { error: toMeshError(err).message }));
+  };
+
+  // --- capacity and the wait queue -------------------------------------------------------------
+
+  const scheduleWake = (): void => {
+    if (wakeScheduled || queue.size === 0) return;
+    wakeScheduled = true;
+    queueMicrotask(() => {
+      wakeScheduled = false;
+      let free = 0;
+      for (const e of registry.entries()) if (registry.routable(e)) free += registry.freeSlots(e);
+      if (free === 0) return;
+      const batch: ItemState[] = [];
+      for (const it of queue) {
+        batch.push(it);
+        if (batch.length >= free) break;
+      }
+      for (const it of batch) it.actor.send({ type: 'CAPACITY' });
+    });
+  };
+
+  registry.onChange((change: RegistryChange) => {
+    switch (change.type) {
+      case 'agentJoined':
+        hub.emit({ type: 'agentJoined', agentId: change.agentId });
+        break;
+      case 'agentState':
+        hub.emit({ type: 'agentState', agentId: change.agentId, state: change.state });
+        break;
+      case 'agentLost': {
+        let inFlight = 0;
+        for (const it of items.values()) {
+          if (it.agentId !== change.agentId) continue;
+          const snap = it.actor.getSnapshot();
+          if (!snap.matches('inFlight')) continue;
+          inFlight++;
+          it.abort?.abort();
+          it.actor.send({
+            type: 'RETRY',
+            attempt: snap.context.attempt,
+            error: {
+              code: 'AGENT_LOST',
+              message: `agent ${change.agentId} was lost: ${change.reason}`,
+              retryable: true,
+              details: { agentId: change.agentId },
+            },
+          });
+        }
+        logger.warn('agent lost', { agentId: change.agentId, reason: change.reason, inFlight });
+        hub.emit({ type: 'agentLost', agentId: change.agentId, reason: change.reason, inFlight });
+        break;
+      }
+      case 'capacity':
+        break;
+    }
+    scheduleWake();
+  });
+
+  const onCapacity = (report: CapacityReport): void => {
+    registry.apply(report);
+  };
+
+  // --- placement ---------------------------------------------------------------------------------
+
+  const publishDecision = (record: DecisionRecord): void => {
+    background('publish decision', mesh.publishDecision(record));
+  };
+
+  const candidateEntries = (it: ItemState, ranking: { agentId: string }[]): AgentEntry[] => {
+    const out: AgentEntry[] = [];
+    for (const r of ranking) {
+      const e = registry.get(r.agentId);
+      if (!e || !registry.routable(e)) continue;
+      if (it.intent && !residencyAllows(it.intent, e.report.jurisdiction)) {
+        logger.error('policy ranked an agent outside the event residency; ignored', {
+          agentId: e.agentId,
+          jurisdiction: e.report.jurisdiction,
+          eventId: it.event?.id,
+        });
+        continue;
+      }
+      out.push(e);
+    }
+    return out;
+  };
+
+  const place = (it: ItemState, attempt: number): void => {
+    const actor = it.actor;
+    if (lifecycle !== 'started') {
+      actor.send({ type: 'RELEASE' });
+      return;
+    }
+    const event = it.event as RouterEvent;
+    const intent = it.intent as Intent;
+    const now = clock.now();
+    if (intent.deadlineMs !== undefined && now > intent.deadlineMs) {
+      actor.send({
+        type: 'DEAD_LETTER',
+        reason: 'DEADLINE_PASSED',
+        error: deadLetterError('DEADLINE_PASSED', `the deadline ${event.deadline} passed before the work could run`, {
+          deadlineMs: intent.deadlineMs,
+        }),
+      });
+      return;
+    }
+    const bundle = policies.current();
+    if (!bundle) {
+      hub.emit({ type: 'policyMissing' });
+      actor.send({ type: 'RELEASE' });
+      return;
+    }
+    const decisionId = randomUUID();
+    const views = registry.views();
+    let decision: ReturnType<PlacementPolicy['decide']>;
+    try {
+      decision = bundle.decide(event, views, { decisionId, nowMs: now, registryRevision: registry.revision });
+    } catch (err) {
+      const e = toMeshError(err);
+      actor.send({
+        type: 'DEAD_LETTER',
+        reason: 'POLICY_ERROR',
+        error: deadLetterError('POLICY_ERROR', `policy evaluation failed: ${e.message}`),
+      });
+      return;
+    }
+    const base: DecisionRecord = { ...decision.record, routerId, attempt };
+    if (decision.outcome === 'policy-error') {
+      publishDecision(base);
+      actor.send({
+        type: 'DEAD_LETTER',
+        reason: 'POLICY_ERROR',
+        error: deadLetterError('POLICY_ERROR', 'the policy bundle failed to decide', { errors: base.errors ?? [] }),
+      });
+      return;
+    }
+    const candidates = decision.outcome === 'routed' ? candidateEntries(it, decision.ranking) : [];
+    if (candidates.length === 0) {
+      if (intent.deadlineMs !== undefined) {
+        const latest = intent.deadlineMs - options.deferMarginMs;
+        if (latest > now) {
+          const delayMs = Math.max(1, Math.min(options.deferRecheckMs, latest - now));
+          const deferred = { untilMs: now + delayMs, reason: 'no eligible agent now; waiting within the deadline' };
+          it.deferred = deferred;
+          publishDecision({ ...base, outcome: 'deferred', chosen: null, deferred });
+          actor.send({ type: 'DEFERRED', delayMs, decisionId });
+          return;
+        }
+      }
+      publishDecision({ ...base, outcome: 'no-eligible-agent', chosen: null });
+      actor.send({
+        type: 'DEAD_LETTER',
+        reason: 'NO_ELIGIBLE_AGENT',
+        error: deadLetterError('NO_ELIGIBLE_AGENT', `no eligible agent for event ${event.id}`, {
+          excluded: decision.excluded,
+        }),
+      });
+      return;
+    }
+    const tried = actor.getSnapshot().context.triedAgents;
+    const free = candidates.filter((e) => registry.freeSlots(e) > 0);
+    const pick = free.find((e) => !tried.includes(e.agentId)) ?? free[0];
+    // Carbon-aware time shifting: deferrable work waits for a clearly greener eligible slot.
+    if (intent.deadlineMs !== undefined) {
+      const reference = pick ?? candidates[0];
+      if (reference) {
+        let greenest: AgentEntry | undefined;
+        let greenestIntensity = Number.POSITIVE_INFINITY;
+        for (const e of candidates) {
+          const expected = registry.lowestObservedCarbon(e);
+          if (expected < greenestIntensity) {
+            greenestIntensity = expected;
+            greenest = e;
+          }
+        }
+        const current = reference.report.carbonIntensity;
+        const estimateMs = registry.view(reference).estimatedLatencyMs;
+        const latest = intent.deadlineMs - options.deferMarginMs - estimateMs;
+        if (greenest && greenestIntensity <= current * options.deferThresholdRatio && latest > now) {
+          const delayMs = Math.max(1, Math.min(options.deferRecheckMs, latest - now));
+          const deferred = {
+            untilMs: now + delayMs,
+            reason: `carbon: eligible agent ${greenest.agentId} expected at ${greenestIntensity} gCO2e/kWh vs ${current} on ${reference.agentId}`,
+          };
+          it.deferred = deferred;
+          publishDecision({ ...base, outcome: 'deferred', chosen: null, deferred });
+          actor.send({ type: 'DEFERRED', delayMs, decisionId });
+          return;
+        }
+      }
+    }
+    if (!pick) {
+      if (queue.size >= options.maxQueued && !queue.has(it)) {
+        hub.emit({ type: 'backpressure', queued: queue.size, inFlightItems: items.size });
+        actor.send({ type: 'RELEASE' });
+        return;
+      }
+      actor.send({ type: 'QUEUED' });
+      return;
+    }
+    const chosen = { agentId: pick.agentId, region: pick.report.region, jurisdiction: pick.report.jurisdiction };
+    const record: DecisionRecord = { ...base, outcome: 'routed', chosen };
+    if (it.deferred) record.deferred = it.deferred;
+    registry.reserve(pick.agentId);
+    it.agentId = pick.agentId;
+    it.agent = { id: pick.agentId, region: pick.report.region, jurisdiction: pick.report.jurisdiction };
+    publishDecision(record);
+    actor.send({ type: 'PLACED', agentId: pick.agentId, decisionId });
+  };
+
+  // --- dispatch ------------------------------------------------------------------------------------
+
+  const dispatch = async (it: ItemState, attempt: number, agentId: string, decisionId: string): Promise<void> => {
+    const actor = it.actor;
+    if (!it.claimed && storeState !== 'degraded') {
+      try {
+        const claim = await store.claim(it.key, routerId, options.claimTtlMs);
+        storeOk();
+        if (claim.kind === 'completed') {
+          registry.release(agentId);
+          scheduleWake();
+          actor.send({ type: 'DUPLICATE', stored: claim.result });
+          return;
+        }
+        if (claim.kind === 'in-progress' && claim.ownerId !== routerId) {
+          registry.release(agentId);
+          scheduleWake();
+          actor.send({ type: 'RELEASE' });
+          return;
+        }
+        it.claimed = true;
+      } catch (err) {
+        storeFailed(err);
+      }
+    } else if (!it.claimed) {
+      // Degraded: probe the store so that recovery is noticed, without blocking the dispatch.
+      store
+        .claim(it.key, routerId, options.claimTtlMs)
+        .then((claim) => {
+          storeOk();
+          if (claim.kind === 'claimed') it.claimed = true;
+        })
+        .catch(() => {});
+    }
+    const abort = new AbortController();
+    it.abort = abort;
+    actor.send({ type: 'STARTED', attempt });
+    const work: WorkItem = {
+      schema: 'meshroute.work/v1',
+      workId: it.workId,
+      attempt,
+      decisionId,
+      routerId,
+      agentId,
+      workload: (it.intent as Intent).workload as string,
+      event: it.event as RouterEvent,
+      dispatchedAtMs: clock.now(),
+      timeoutMs: options.dispatchTimeoutMs,
+    };
+    const t0 = clock.monotonicMs();
+    let result: WorkResult;
+    try {
+      result = await mesh.dispatch(work, { timeoutMs: options.dispatchTimeoutMs, signal: abort.signal });
+    } catch (err) {
+      if (registry.release(agentId)) scheduleWake();
+      if (abort.signal.aborted) return; // agent lost: the registry already sent RETRY
+      const e = toMeshError(err);
+      actor.send({ type: 'RETRY', attempt, error: e.toJSON() });
+      return;
+    }
+    const elapsed = clock.monotonicMs() - t0;
+    registry.observeRtt(agentId, elapsed - result.queueMs - result.executionMs);
+    if (registry.release(agentId)) scheduleWake();
+    if (result.ok) {
+      actor.send({ type: 'SUCCEEDED', attempt, result });
+      return;
+    }
+    const error: ErrorInfo = result.error ?? {
+      code: 'WORKLOAD_FAILED',
+      message: 'the agent reported a failure without an error',
+      retryable: false,
+    };
+    const retry =
+      error.retryable || error.code === 'AGENT_REJECTED' || error.code === 'TIMEOUT' || error.code === 'AGENT_LOST';
+    if (retry) actor.send({ type: 'RETRY', attempt, error });
+    else actor.send({ type: 'FAILED', attempt, result, error });
+  };
+
+  // --- terminal --------------------------------------------------------------------------------------
+
+  const notifyWaiters = (key: string, answer: RouterAnswer): void => {
+    const set = waiters.get(key);
+    if (!set) return;
+    waiters.delete(key);
+    for (const w of set) w(answer);
+  };
+
+  const finish = async (it: ItemState, state: WorkItemFinalState): Promise<void> => {
+    queue.delete(it);
+    items.delete(it.key);
+    const ctx = it.actor.getSnapshot().context;
+    const event = it.event;
+    const tenant = it.intent?.tenant;
+    if (state === 'released') {
+      if (it.claimed) {
+        await store.release(it.key, routerId).catch((err: unknown) => storeFailed(err));
+      }
+      it.delivery.nak(options.nakDelayMs);
+      it.done();
+      return;
+    }
+    let answer: RouterAnswer;
+    const id = event?.id ?? '';
+    const source = event?.source ?? '';
+    let ackable = true;
+    if (state === 'duplicate') {
+      const stored = ctx.stored as StoredOutcome;
+      const agentId = stored.result?.agentId;
+      const entry = agentId ? registry.get(agentId) : undefined;
+      answer = {
+        schema: 'meshroute.answer/v1',
+        id,
+        source,
+        outcome: stored.outcome,
+        agent: agentId
+          ? { id: agentId, region: entry?.report.region ?? '', jurisdiction: entry?.report.jurisdiction ?? '' }
+          : null,
+        decisionId: null,
+        ...(stored.result ? { result: stored.result } : {}),
+        ...(stored.error ? { error: stored.error } : {}),
+        replayed: true,
+      };
+    } else if (state === 'succeeded' || state === 'failed') {
+      const result = ctx.result as WorkResult;
+      answer = {
+        schema: 'meshroute.answer/v1',
+        id,
+        source,
+        outcome: state,
+        agent: it.agent,
+        decisionId: ctx.decisionId ?? null,
+        result,
+        ...(ctx.error ? { error: ctx.error } : {}),
+      };
+      const stored: StoredOutcome = {
+        outcome: state,
+        result,
+        ...(ctx.error ? { error: ctx.error } : {}),
+        recordedAtMs: clock.now(),
+      };
+      const [pub] = await Promise.allSettled([
+        mesh.publishResult(result, tenant),
+        it.claimed
+          ? store.complete(it.key, stored, options.idempotencyTtlMs).then(storeOk, storeFailed)
+          : Promise.resolve(),
+      ]);
+      if (pub.status === 'rejected') {
+        logger.warn('publishing the result failed; the event will be redelivered', {
+          eventId: id,
+          error: toMeshError(pub.reason).message,
+        });
+        ackable = false;
+      }
+    } else {
+      const reason = ctx.deadLetterReason ?? 'RETRIES_EXHAUSTED';
+      const error = ctx.error ?? deadLetterError(reason, reason);
+      answer = {
+        schema: 'meshroute.answer/v1',
+        id,
+        source,
+        outcome: 'dead-lettered',
+        agent: null,
+        decisionId: ctx.decisionId ?? ctx.decisionIds[ctx.decisionIds.length - 1] ?? null,
+        error,
+        deadLetterReason: reason,
+      };
+      const record: DeadLetterRecord = {
+        schema: 'meshroute.deadletter/v1',
+        eventId: id,
+        eventSource: source,
+        ...(tenant ? { tenant } : {}),
+        reason,
+        error,
+        attempts: ctx.decisionIds.length > 0 ? ctx.attempt : 0,
+        decisionIds: ctx.decisionIds,
+        timeMs: clock.now(),
+        ...(event ? { event } : it.raw !== undefined ? { event: it.raw } : {}),
+      };
+      const stored: StoredOutcome = { outcome: 'dead-lettered', error, recordedAtMs: clock.now() };
+      const [pub] = await Promise.allSettled([
+        mesh.publishDeadLetter(record),
+        it.claimed
+          ? store.complete(it.key, stored, options.idempotencyTtlMs).then(storeOk, storeFailed)
+          : Promise.resolve(),
+      ]);
+      if (pub.status === 'rejected') {
+        logger.warn('publishing the dead letter failed; the event will be redelivered', {
+          eventId: id,
+          error: toMeshError(pub.reason).message,
+        });
+        ackable = false;
+      }
+    }
+    if (!ackable) {
+      it.delivery.nak(options.nakDelayMs);
+      it.done();
+      return;
+    }
+    notifyWaiters(it.key, answer);
+    const replyTo = it.delivery.replyTo;
+    if (replyTo) {
+      const headers: Record<string, string> = { [ANSWER_HEADERS.outcome]: answer.outcome };
+      if (answer.error) headers[ANSWER_HEADERS.errorCode] = answer.error.code;
+      await mesh
+        .reply(replyTo, encodeAnswer(answer), headers)
+        .catch((err: unknown) => logger.warn('reply failed', { replyTo, error: toMeshError(err).message }));
+    }
+    await it.delivery.ack().catch((err: unknown) => {
+      logger.warn('ack failed; the event may be redelivered (answered from the recorded outcome)', {
+        eventId: id,
+        error: toMeshError(err).message,
+      });
+    });
+    hub.emit({ type: 'workFinished', eventId: id, state });
+    it.done();
+  };
+
+  // --- ingress -------------------------------------------------------------------------------------------
+
+  const handleDelivery = async (delivery: IngressDelivery): Promise<void> => {
+    if (lifecycle !== 'started') {
+      delivery.nak(options.nakDelayMs);
+      return;
+    }
+    let event: RouterEvent | undefined;
+    let intent: Intent | undefined;
+    let invalid: { reason: DeadLetterReason; error: ErrorInfo } | undefined;
+    let raw: string | undefined;
+    try {
+      event = decodeNats(delivery.headers, delivery.body, { maxEventBytes: options.maxEventBytes }) as RouterEvent;
+    } catch (err) {
+      const e = toMeshError(err);
+      raw = textDecoder.decode(delivery.body.subarray(0, 4096));
+      invalid = { reason: e.code === 'INVALID_INTENT' ? 'INVALID_INTENT' : 'INVALID_EVENT', error: e.toJSON() };
+    }
+    if (event && !invalid) {
+      try {
+        intent = parseIntent(event);
+        if (intent.workload === undefined) {
+          throw new InvalidIntentError(
+            'workload',
+            'required',
+            'the workload attribute is required: it names the workload to run',
+          );
+        }
+      } catch (err) {
+        invalid = { reason: 'INVALID_INTENT', error: toMeshError(err).toJSON() };
+      }
+    }
+    const key = event ? idempotencyKey(event) : `invalid#${randomUUID()}`;
+    const existing = items.get(key);
+    if (existing) {
+      // A redelivery while the first delivery is still being worked on: answer with it.
+      delivery.working();
+      await new Promise<void>((resolve) => {
+        let set = waiters.get(key);
+        if (!set) {
+          set = new Set();
+          waiters.set(key, set);
+        }
+        set.add((answer) => {
+          const replyTo = delivery.replyTo;
+          const done = async () => {
+            if (replyTo && replyTo !== existing.delivery.replyTo) {
+              await mesh.reply(replyTo, encodeAnswer({ ...answer, replayed: true })).catch(() => {});
+            }
+            await delivery.ack().catch(() => {});
+          };
+          void done().then(resolve);
+        });
+      });
+      return;
+    }
+    if (items.size >= options.maxInFlightItems) {
+      hub.emit({ type: 'backpressure', queued: queue.size, inFlightItems: items.size });
+      delivery.nak(options.nakDelayMs);
+      return;
+    }
+    let done!: () => void;
+    const finished = new Promise<void>((resolve) => {
+      done = resolve;
+    });
+    const it = { workId: randomUUID(), key, delivery, event, raw, intent, claimed: false } as ItemState;
+    it.abort = undefined;
+    it.agentId = undefined;
+    it.agent = null;
+    it.deferred = undefined;
+    it.done = done;
+    const effects: WorkItemEffects = {
+      place: (attempt) => place(it, attempt),
+      dispatch: (attempt, agentId, decisionId) => {
+        void dispatch(it, attempt, agentId, decisionId).catch((err: unknown) => {
+          logger.error('dispatch crashed', { error: toMeshError(err).message });
+          it.actor.send({ type: 'RETRY', attempt, error: toMeshError(err).toJSON() });
+        });
+      },
+      queue: (entered) => {
+        if (entered) {
+          queue.add(it);
+          scheduleWake();
+        } else queue.delete(it);
+      },
+      finish: (state) => {
+        void finish(it, state).catch((err: unknown) => {
+          logger.error('finishing a work item failed', { error: toMeshError(err).message });
+          delivery.nak(options.nakDelayMs);
+          done();
+        });
+      },
+    };
+    it.actor = createActor(workItemMachine, {
+      clock: xclock,
+      input: {
+        workId: it.workId,
+        maxAttempts: options.maxAttempts,
+        backoffBaseMs: options.backoffBaseMs,
+        backoffMaxMs: options.backoffMaxMs,
+        maxQueueWaitMs: options.maxQueueWaitMs,
+        now: () => clock.now(),
+        random,
+        effects,
+      },
+    });
+    items.set(key, it);
+    it.actor.start();
+    if (invalid) it.actor.send({ type: 'DEAD_LETTER', reason: invalid.reason, error: invalid.error });
+    else it.actor.send({ type: 'PLACE' });
+    await finished;
+    it.actor.stop();
+  };
+
+  // Direct processing of HTTP events (no ingress stream): an in-process delivery whose nak re-runs.
+  const submitDirect = (event: RouterEvent): void => {
+    const body = new TextEncoder().encode(JSON.stringify(event));
+    const headers = new Map<string, string>([['content-type', 'application/cloudevents+json']]);
+    let redeliveries = 0;
+    const deliver = (): void => {
+      const delivery: IngressDelivery = {
+        headers,
+        body,
+        replyTo: undefined,
+        redeliveryCount: redeliveries,
+        ack: async () => {},
+        nak: (delayMs) => {
+          redeliveries++;
+          if (lifecycle === 'started') clock.setTimeout(deliver, delayMs ?? options.nakDelayMs);
+        },
+        working: () => {},
+        term: () => {},
+      };
+      void handleDelivery(delivery);
+    };
+    deliver();
+  };
+
+  const router: Router = {
+    routerId,
+    options,
+    registry,
+    async start() {
+      if (lifecycle !== 'idle') return;
+      lifecycle = 'started';
+      unsubscribeCapacity = mesh.onCapacity(onCapacity);
+      try {
+        const snapshot = await mesh.snapshotCapacity();
+        for (const r of snapshot) registry.apply(r, { fromSnapshot: true });
+      } catch (err) {
+        logger.warn('capacity snapshot unavailable; waiting for heartbeats', { error: toMeshError(err).message });
+      }
+      if (deps.source) await deps.source.start(handleDelivery);
+      logger.info('router started', { routerId, agents: registry.size });
+      hub.emit({ type: 'started', routerId, agents: registry.size });
+    },
+    async stop() {
+      if (lifecycle === 'stopped' || lifecycle === 'stopping') return;
+      lifecycle = 'stopping';
+      unsubscribeCapacity?.();
+      if (deps.source) await deps.source.close().catch(() => {});
+      for (const it of [...items.values()]) {
+        const snap = it.actor.getSnapshot();
+        if (!snap.matches('inFlight')) it.actor.send({ type: 'RELEASE' });
+      }
+      const pending = [...items.values()];
+      if (pending.length > 0) {
+        // In-flight dispatches answer or time out; then everything left goes back to ingress.
+        await new Promise<void>((resolve) => {
+          const cancel = clock.setTimeout(resolve, options.dispatchTimeoutMs);
+          void Promise.all(
+            pending.map(
+              (it) =>
+                new Promise<void>((r) => {
+                  it.actor.subscribe({ complete: r });
+                  if (it.actor.getSnapshot().status !== 'active') r();
+                }),
+            ),
+          ).then(() => {
+            cancel();
+            resolve();
+          });
+        });
+        for (const it of [...items.values()]) {
+          it.abort?.abort();
+          it.actor.send({ type: 'RELEASE' });
+        }
+      }
+      registry.stop();
+      lifecycle = 'stopped';
+      hub.emit({ type: 'stopped', routerId });
+      hub.close();
+    },
+    status: () => hub.iterate(),
+    handleDelivery,
+    async submit(event, submitOptions = {}) {
+      if (lifecycle !== 'started') {
+        throw new MeshError('SHUTTING_DOWN', 'the router is not running', { retryable: true });
+      }
+      const waitMs = submitOptions.waitMs;
+      if (deps.ingressPublisher) return deps.ingressPublisher.publish(event, { waitMs });
+      const key = idempotencyKey(event);
+      let answered: Promise<RouterAnswer | undefined> = Promise.resolve(undefined);
+      if (waitMs !== undefined) {
+        answered = new Promise<RouterAnswer | undefined>((resolve) => {
+          let set = waiters.get(key);
+          if (!set) {
+            set = new Set();
+            waiters.set(key, set);
+          }
+          const s = set;
+          const waiter = (a: RouterAnswer) => {
+            cancel();
+            resolve(a);
+          };
+          const cancel = clock.setTimeout(() => {
+            s.delete(waiter);
+            resolve(undefined);
+          }, waitMs);
+          s.add(waiter);
+        });
+      }
+      submitDirect(event);
+      return answered;
+    },
+    overloaded: () => queue.size >= options.maxQueued || items.size >= options.maxInFlightItems,
+    health() {
+      const bundle = policies.current();
+      return {
+        status: lifecycle === 'started' ? (storeState === 'ok' ? 'ok' : 'degraded') : 'stopped',
+        routerId,
+        policyDigest: bundle?.digest ?? null,
+        agents: registry.size,
+        registryRevision: registry.revision,
+        inFlightItems: items.size,
+        queued: queue.size,
+        deferred: [...items.values()].filter((it) => it.actor.getSnapshot().matches('deferred')).length,
+        store: storeState,
+      };
+    },
+    ready: () => lifecycle === 'started' && policies.current() !== undefined,
+    agents: () => [...registry.entries()].map((e) => registry.view(e)),
+  };
+  return router;
+}
