@@ -3,6 +3,7 @@
  * authentication method, and reports lifecycle changes as typed {@link MeshStatusEvent}s.
  */
 import { readFileSync } from 'node:fs';
+import { ConfigError, type MeshError } from '@meshroute/mesh';
 import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import {
   type Authenticator,
@@ -12,7 +13,6 @@ import {
   type Status,
 } from '@nats-io/nats-core';
 import { connect, type NodeConnectionOptions } from '@nats-io/transport-node';
-import { ConfigError, type MeshError } from '@meshroute/mesh';
 import { mapNatsError } from './errors.js';
 import { type NatsConnectOptions, type ResolvedNatsOptions, resolveNatsOptions } from './options.js';
 
@@ -185,7 +185,10 @@ export async function connectMesh(options: NatsConnectOptions = {}): Promise<Mes
  * @param options - the options it was opened with, for {@link MeshConnection.info} and the
  *   JetStream timeout
  */
-export function wrapConnection(nc: NatsConnection, options: NatsConnectOptions | ResolvedNatsOptions = {}): MeshConnection {
+export function wrapConnection(
+  nc: NatsConnection,
+  options: NatsConnectOptions | ResolvedNatsOptions = {},
+): MeshConnection {
   const opts: ResolvedNatsOptions = 'auth' in options ? options : resolveNatsOptions(options);
   const js = jetstream(nc, { timeout: opts.jetstreamTimeoutMs });
   let jsm: Promise<JetStreamManager> | undefined;

@@ -2,9 +2,10 @@
  * Mapping of NATS client errors onto meshroute's {@link MeshError} codes, so that engines match
  * on `code` and never on a NATS class or message text.
  */
+
+import { ErrorCode, MeshError, TimeoutError, TransportError } from '@meshroute/mesh';
 import { JetStreamApiError } from '@nats-io/jetstream';
 import { errors as natsErrors } from '@nats-io/nats-core';
-import { ErrorCode, MeshError, TimeoutError, TransportError } from '@meshroute/mesh';
 
 /**
  * Turn an error thrown by the NATS client into a {@link MeshError}:
@@ -20,10 +21,14 @@ export function mapNatsError(err: unknown, what: string, timeoutMs = 0): MeshErr
   if (err instanceof MeshError) return err;
   const inner = rootNatsError(err);
   if (inner instanceof natsErrors.PermissionViolationError) {
-    return new MeshError(ErrorCode.PERMISSION_DENIED, `${what}: permission denied (${inner.operation} ${inner.subject})`, {
-      cause: err,
-      details: { operation: inner.operation, subject: inner.subject },
-    });
+    return new MeshError(
+      ErrorCode.PERMISSION_DENIED,
+      `${what}: permission denied (${inner.operation} ${inner.subject})`,
+      {
+        cause: err,
+        details: { operation: inner.operation, subject: inner.subject },
+      },
+    );
   }
   if (inner instanceof natsErrors.AuthorizationError || inner instanceof natsErrors.UserAuthenticationExpiredError) {
     return new MeshError(ErrorCode.PERMISSION_DENIED, `${what}: ${inner.message}`, { cause: err });
@@ -41,9 +46,13 @@ export function mapNatsError(err: unknown, what: string, timeoutMs = 0): MeshErr
     return new TransportError(`${what}: no responders on ${inner.subject}`, { cause: err });
   }
   if (inner instanceof natsErrors.ClosedConnectionError || inner instanceof natsErrors.DrainingConnectionError) {
-    return new MeshError(ErrorCode.SHUTTING_DOWN, `${what}: connection ${inner instanceof natsErrors.ClosedConnectionError ? 'closed' : 'draining'}`, {
-      cause: err,
-    });
+    return new MeshError(
+      ErrorCode.SHUTTING_DOWN,
+      `${what}: connection ${inner instanceof natsErrors.ClosedConnectionError ? 'closed' : 'draining'}`,
+      {
+        cause: err,
+      },
+    );
   }
   const message = err instanceof Error ? err.message : String(err);
   return new TransportError(`${what}: ${message}`, { cause: err });

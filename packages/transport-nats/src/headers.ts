@@ -2,8 +2,9 @@
  * Conversion between NATS message headers ({@link MsgHdrs}) and the plain `Map<string, string>`
  * the CloudEvents NATS binding of `@meshroute/mesh` works on.
  */
-import { headers as natsHeaders, type MsgHdrs } from '@nats-io/nats-core';
-import { MeshError, ErrorCode } from '@meshroute/mesh';
+
+import { ErrorCode, MeshError } from '@meshroute/mesh';
+import { type MsgHdrs, headers as natsHeaders } from '@nats-io/nats-core';
 
 /**
  * NATS headers from a map. Keys are kept as given (NATS header keys are case-sensitive by
@@ -15,14 +16,22 @@ export function headersFromMap(map: ReadonlyMap<string, string> | Record<string,
   const entries = map instanceof Map ? map.entries() : Object.entries(map);
   for (const [k, v] of entries) {
     if (k.length === 0 || !/^[\x21-\x39\x3b-\x7e]+$/.test(k)) {
-      throw new MeshError(ErrorCode.INVALID_MESSAGE, `header name ${JSON.stringify(k)} cannot be carried by NATS (printable ASCII, no ':' or space)`, {
-        details: { header: k, rule: 'header-name' },
-      });
+      throw new MeshError(
+        ErrorCode.INVALID_MESSAGE,
+        `header name ${JSON.stringify(k)} cannot be carried by NATS (printable ASCII, no ':' or space)`,
+        {
+          details: { header: k, rule: 'header-name' },
+        },
+      );
     }
     if (/[\r\n]/.test(v)) {
-      throw new MeshError(ErrorCode.INVALID_MESSAGE, `header ${k}: value contains CR or LF, which NATS headers cannot carry`, {
-        details: { header: k, rule: 'header-value' },
-      });
+      throw new MeshError(
+        ErrorCode.INVALID_MESSAGE,
+        `header ${k}: value contains CR or LF, which NATS headers cannot carry`,
+        {
+          details: { header: k, rule: 'header-value' },
+        },
+      );
     }
     h.set(k, v);
   }

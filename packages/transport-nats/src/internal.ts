@@ -1,2 +1,5 @@
 /** @internal Sibling-package surface of @meshroute/transport-nats. Not a public API. */
-export {};
+
+export { natsClientOptions } from './connection.js';
+export { isNatsTimeout, isNoResponders } from './errors.js';
+export { isSubjectToken } from './options.js';

@@ -131,7 +131,8 @@ const SUBJECT_TOKEN = /^[^\s.*>]+$/;
 
 function positiveMs(option: string, value: number | undefined, fallback: number): number {
   if (value === undefined) return fallback;
-  if (!Number.isFinite(value) || value <= 0) throw new ConfigError(option, `must be a positive number of milliseconds, got ${value}`);
+  if (!Number.isFinite(value) || value <= 0)
+    throw new ConfigError(option, `must be a positive number of milliseconds, got ${value}`);
   return value;
 }
 
@@ -147,8 +148,16 @@ function nonEmpty(option: string, value: string | undefined): string | undefined
  *   without `pass`, `certFile` without `keyFile`, a malformed nkey seed, ...)
  */
 export function resolveNatsOptions(input: NatsConnectOptions = {}): ResolvedNatsOptions {
-  const rawServers = input.servers === undefined ? [DEFAULT_NATS_URL] : typeof input.servers === 'string' ? [input.servers] : [...input.servers];
-  const servers = rawServers.flatMap((s) => s.split(',')).map((s) => s.trim()).filter((s) => s.length > 0);
+  const rawServers =
+    input.servers === undefined
+      ? [DEFAULT_NATS_URL]
+      : typeof input.servers === 'string'
+        ? [input.servers]
+        : [...input.servers];
+  const servers = rawServers
+    .flatMap((s) => s.split(','))
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
   if (servers.length === 0) throw new ConfigError('servers', 'at least one server URL is required');
   for (const s of servers) {
     const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(s) ? s : `nats://${s}`;
@@ -205,17 +214,25 @@ export function resolveNatsOptions(input: NatsConnectOptions = {}): ResolvedNats
     const hasCert = t.certFile !== undefined || t.cert !== undefined;
     const hasKey = t.keyFile !== undefined || t.key !== undefined;
     if (hasCert !== hasKey) {
-      throw new ConfigError(hasCert ? 'tls.keyFile' : 'tls.certFile', 'a client certificate needs its key and the key its certificate');
+      throw new ConfigError(
+        hasCert ? 'tls.keyFile' : 'tls.certFile',
+        'a client certificate needs its key and the key its certificate',
+      );
     }
     if (t.caFile !== undefined && t.ca !== undefined) throw new ConfigError('tls.ca', 'give caFile or ca, not both');
-    if (t.certFile !== undefined && t.cert !== undefined) throw new ConfigError('tls.cert', 'give certFile or cert, not both');
-    if (t.keyFile !== undefined && t.key !== undefined) throw new ConfigError('tls.key', 'give keyFile or key, not both');
+    if (t.certFile !== undefined && t.cert !== undefined)
+      throw new ConfigError('tls.cert', 'give certFile or cert, not both');
+    if (t.keyFile !== undefined && t.key !== undefined)
+      throw new ConfigError('tls.key', 'give keyFile or key, not both');
     tls = { ...t };
   }
 
   const maxReconnectAttempts = input.maxReconnectAttempts ?? DEFAULT_MAX_RECONNECT_ATTEMPTS;
   if (!Number.isInteger(maxReconnectAttempts) || maxReconnectAttempts < -1) {
-    throw new ConfigError('maxReconnectAttempts', `must be an integer >= -1 (-1: for ever), got ${maxReconnectAttempts}`);
+    throw new ConfigError(
+      'maxReconnectAttempts',
+      `must be an integer >= -1 (-1: for ever), got ${maxReconnectAttempts}`,
+    );
   }
   const inboxPrefix = input.inboxPrefix ?? meshNames().replyPrefix;
   if (!inboxPrefix.split('.').every((t) => SUBJECT_TOKEN.test(t))) {

@@ -11,6 +11,8 @@
  * admits one consumer per subject, which is the routers' shared durable consumer: several
  * routers pull from it and each message goes to one of them.
  */
+
+import { ConfigError, type MeshNames, meshNames } from '@meshroute/mesh';
 import {
   AckPolicy,
   type ConsumerConfig,
@@ -21,14 +23,13 @@ import {
   JetStreamApiError,
   type JetStreamManager,
   RetentionPolicy,
+  StorageType,
   type StreamConfig,
   type StreamInfo,
-  StorageType,
 } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { nanos } from '@nats-io/nats-core';
 import { Objm } from '@nats-io/obj';
-import { ConfigError, type MeshNames, meshNames } from '@meshroute/mesh';
 import type { MeshConnection } from './connection.js';
 import { mapNatsError } from './errors.js';
 
@@ -115,7 +116,8 @@ export interface ResolvedProvisionOptions {
 
 function posInt(option: string, v: number | undefined, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
   const x = v ?? fallback;
-  if (!Number.isInteger(x) || x <= 0 || x > max) throw new ConfigError(option, `must be an integer in 1..${max}, got ${x}`);
+  if (!Number.isInteger(x) || x <= 0 || x > max)
+    throw new ConfigError(option, `must be an integer in 1..${max}, got ${x}`);
   return x;
 }
 
@@ -125,7 +127,8 @@ function posInt(option: string, v: number | undefined, fallback: number, max = N
  */
 export function resolveProvisionOptions(input: ProvisionOptions = {}): ResolvedProvisionOptions {
   const storage = input.storage ?? 'file';
-  if (storage !== 'file' && storage !== 'memory') throw new ConfigError('storage', `must be 'file' or 'memory', got ${String(storage)}`);
+  if (storage !== 'file' && storage !== 'memory')
+    throw new ConfigError('storage', `must be 'file' or 'memory', got ${String(storage)}`);
   const replicas = posInt('replicas', input.replicas, 1, 5);
   const maxDeliver = input.maxDeliver ?? DEFAULT_MAX_DELIVER;
   if (!Number.isInteger(maxDeliver) || (maxDeliver < 1 && maxDeliver !== -1)) {
@@ -133,10 +136,14 @@ export function resolveProvisionOptions(input: ProvisionOptions = {}): ResolvedP
   }
   const backoff = [...(input.redeliveryBackoffMs ?? [])];
   for (const [i, b] of backoff.entries()) {
-    if (!Number.isFinite(b) || b <= 0) throw new ConfigError(`redeliveryBackoffMs[${i}]`, `must be a positive number of milliseconds, got ${b}`);
+    if (!Number.isFinite(b) || b <= 0)
+      throw new ConfigError(`redeliveryBackoffMs[${i}]`, `must be a positive number of milliseconds, got ${b}`);
   }
   if (backoff.length > 0 && maxDeliver !== -1 && maxDeliver <= backoff.length) {
-    throw new ConfigError('maxDeliver', `must be larger than redeliveryBackoffMs.length (${backoff.length}), got ${maxDeliver}`);
+    throw new ConfigError(
+      'maxDeliver',
+      `must be larger than redeliveryBackoffMs.length (${backoff.length}), got ${maxDeliver}`,
+    );
   }
   return {
     names: input.names ?? meshNames(),
@@ -184,7 +191,12 @@ export function meshStreamPlan(opts: ResolvedProvisionOptions): MeshStreamPlan {
     discard: DiscardPolicy.Old,
   });
   const ingress: StreamPlan = {
-    ...base(names.streams.ingress, names.ingressWildcard, opts.ingressMaxAgeMs, 'meshroute ingress: CloudEvents awaiting placement'),
+    ...base(
+      names.streams.ingress,
+      names.ingressWildcard,
+      opts.ingressMaxAgeMs,
+      'meshroute ingress: CloudEvents awaiting placement',
+    ),
     retention: RetentionPolicy.Workqueue,
     duplicate_window: nanos(opts.duplicateWindowMs),
   };
@@ -202,8 +214,18 @@ export function meshStreamPlan(opts: ResolvedProvisionOptions): MeshStreamPlan {
     streams: {
       ingress,
       results: base(names.streams.results, names.resultsSubject('>'), opts.resultsMaxAgeMs, 'meshroute work results'),
-      decisions: base(names.streams.decisions, names.decisionsSubject('>'), opts.decisionsMaxAgeMs, 'meshroute decision records'),
-      deadLetters: base(names.streams.deadLetters, names.deadLetterSubject('>'), opts.deadLettersMaxAgeMs, 'meshroute dead letters'),
+      decisions: base(
+        names.streams.decisions,
+        names.decisionsSubject('>'),
+        opts.decisionsMaxAgeMs,
+        'meshroute decision records',
+      ),
+      deadLetters: base(
+        names.streams.deadLetters,
+        names.deadLetterSubject('>'),
+        opts.deadLettersMaxAgeMs,
+        'meshroute dead letters',
+      ),
     },
     ingressConsumer: consumer,
   };
@@ -299,7 +321,10 @@ async function ensureConsumer(
   if (changed.length === 0) return { kind: 'consumer', name, action: 'unchanged' };
   const immutable = changed.filter((f) => IMMUTABLE_CONSUMER_FIELDS.has(f));
   if (immutable.length > 0) {
-    throw new ConfigError(immutable[0] as string, `consumer ${stream}/${name} exists with a different ${immutable.join(', ')}, which cannot change`);
+    throw new ConfigError(
+      immutable[0] as string,
+      `consumer ${stream}/${name} exists with a different ${immutable.join(', ')}, which cannot change`,
+    );
   }
   const update: Record<string, unknown> = {};
   for (const f of changed) update[f] = wantCmp[f];
@@ -334,7 +359,10 @@ async function ensureKv(
   const changed = diff(want, have.config as unknown as Record<string, unknown>);
   if (changed.length === 0) return { kind: 'kv', name: bucket, action: 'unchanged' };
   if (changed.includes('storage')) {
-    throw new ConfigError('storage', `KV bucket ${bucket} exists with storage ${have.config.storage}, which cannot change`);
+    throw new ConfigError(
+      'storage',
+      `KV bucket ${bucket} exists with storage ${have.config.storage}, which cannot change`,
+    );
   }
   const update: Record<string, unknown> = {};
   for (const f of changed) update[f] = want[f];
@@ -361,7 +389,10 @@ async function ensureObjectStore(
   const changed = diff(want, have.config as unknown as Record<string, unknown>);
   if (changed.length === 0) return { kind: 'object-store', name: bucket, action: 'unchanged' };
   if (changed.includes('storage')) {
-    throw new ConfigError('storage', `object store ${bucket} exists with storage ${have.config.storage}, which cannot change`);
+    throw new ConfigError(
+      'storage',
+      `object store ${bucket} exists with storage ${have.config.storage}, which cannot change`,
+    );
   }
   await jsm.streams.update(`OBJ_${bucket}`, { num_replicas: opts.replicas });
   return { kind: 'object-store', name: bucket, action: 'updated', changed };
