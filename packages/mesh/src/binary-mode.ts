@@ -45,7 +45,7 @@ export function addAttribute(c: CollectedHeaders, name: string, value: string, h
   if (name === 'data') {
     throw new InvalidEventError('data', 'reserved', `header ${header}: in binary mode the data is the message body`);
   }
-  if (c.attrs[name] !== undefined) {
+  if (Object.hasOwn(c.attrs, name)) {
     throw new InvalidEventError(name, 'duplicate-header', `header ${header} appears more than once`);
   }
   c.attrs[name] = value;

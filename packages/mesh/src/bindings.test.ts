@@ -297,6 +297,10 @@ describe('HTTP binding details', () => {
     ).toMatchObject({ attribute: 'datacontenttype', rule: 'conflict' });
   });
 
+  it('reads an extension named like an Object.prototype member', () => {
+    expect(decodeHttp({ ...binaryHeaders, 'ce-constructor': 'x' }, new Uint8Array()).events[0]?.constructor).toBe('x');
+  });
+
   it('accepts fetch Headers and mixed-case names', () => {
     const h = new Headers({ 'CE-SpecVersion': '1.0', 'Ce-Id': 'x', 'ce-source': '/s', 'ce-type': 't' });
     expect(decodeHttp(h, new Uint8Array()).events[0]).toEqual({ specversion: '1.0', id: 'x', source: '/s', type: 't' });
