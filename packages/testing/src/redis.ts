@@ -41,7 +41,10 @@ export interface TestRedisServer {
   logTail(): string;
   /** SIGTERM, wait for the exit; remove the directory. */
   stop(): Promise<void>;
-  /** Send a signal (default SIGKILL) and wait for the exit. A later {@link restart} works. */
+  /**
+   * Send a signal (default SIGKILL) and wait for the exit. A later {@link restart} works.
+   * `SIGSTOP` (a server that accepts connections and never answers) and `SIGCONT` return at once.
+   */
   kill(signal?: NodeJS.Signals): Promise<void>;
   /** Stop if running and start again on the same port (empty: no persistence). */
   restart(): Promise<void>;
@@ -57,6 +60,17 @@ export class RedisServerStartError extends MeshError {
     });
   }
 }
+
+/** Signals after which `kill()` does not wait for an exit. */
+const NON_TERMINATING_SIGNALS: ReadonlySet<string> = new Set([
+  'SIGSTOP',
+  'SIGCONT',
+  'SIGTSTP',
+  'SIGHUP',
+  'SIGUSR1',
+  'SIGUSR2',
+  'SIGWINCH',
+]);
 
 const live = new Set<ChildProcess>();
 let hooked = false;
@@ -160,7 +174,8 @@ export async function startRedisServer(options: StartRedisServerOptions = {}): P
   const halt = async (signal: NodeJS.Signals): Promise<void> => {
     if (!child || !running()) return;
     child.kill(signal);
-    await exited;
+    // SIGSTOP/SIGCONT and friends do not end the process: do not wait for an exit.
+    if (!NON_TERMINATING_SIGNALS.has(signal)) await exited;
   };
 
   for (let attempt = 1; ; attempt++) {

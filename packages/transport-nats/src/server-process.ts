@@ -137,7 +137,10 @@ export interface NatsServerProcess {
   stop(): Promise<void>;
   /** Stop without removing anything: a later {@link restart} keeps the JetStream store. */
   halt(): Promise<void>;
-  /** Send a signal (default SIGKILL) and wait for the exit. The directory is kept for a restart. */
+  /**
+   * Send a signal (default SIGKILL) and wait for the exit. The directory is kept for a restart.
+   * Signals that do not end the server (`SIGSTOP`, `SIGCONT`, `SIGHUP` reload, `SIGUSR1`) return at once.
+   */
   kill(signal?: NodeJS.Signals): Promise<void>;
   /** Stop if running, then start again on the same ports with the same config and store. */
   restart(): Promise<void>;
@@ -291,6 +294,17 @@ function renderConfig(o: ResolvedOptions): string {
   if (o.extraConfig !== '') lines.push(o.extraConfig);
   return `${lines.join('\n')}\n`;
 }
+
+/** Signals after which `kill()` does not wait for an exit. */
+const NON_TERMINATING_SIGNALS: ReadonlySet<string> = new Set([
+  'SIGSTOP',
+  'SIGCONT',
+  'SIGTSTP',
+  'SIGHUP',
+  'SIGUSR1',
+  'SIGUSR2',
+  'SIGWINCH',
+]);
 
 /** Kill every live child on process exit, so a crashed test run leaves no orphan servers. */
 const liveChildren = new Set<ChildProcess>();
@@ -456,7 +470,8 @@ class SpawnedNats implements NatsServerProcess {
     const child = this.child;
     if (!child || !this.running()) return;
     child.kill(signal);
-    await this.exitPromise;
+    // SIGSTOP/SIGCONT, and SIGHUP (config reload) and SIGUSR1 (reopen log) for nats-server, do not end it.
+    if (!NON_TERMINATING_SIGNALS.has(signal)) await this.exitPromise;
   }
 
   async halt(): Promise<void> {
