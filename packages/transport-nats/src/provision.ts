@@ -188,6 +188,8 @@ export function meshStreamPlan(opts: ResolvedProvisionOptions): MeshStreamPlan {
     storage,
     num_replicas: opts.replicas,
     max_age: nanos(maxAgeMs),
+    // JetStream refuses a de-duplication window longer than the age limit.
+    duplicate_window: nanos(Math.min(opts.duplicateWindowMs, maxAgeMs)),
     discard: DiscardPolicy.Old,
   });
   const ingress: StreamPlan = {
@@ -198,7 +200,6 @@ export function meshStreamPlan(opts: ResolvedProvisionOptions): MeshStreamPlan {
       'meshroute ingress: CloudEvents awaiting placement',
     ),
     retention: RetentionPolicy.Workqueue,
-    duplicate_window: nanos(opts.duplicateWindowMs),
   };
   const consumer: Partial<ConsumerConfig> & { durable_name: string } = {
     durable_name: names.ingressConsumer,
@@ -252,7 +253,8 @@ function same(a: unknown, b: unknown): boolean {
   if (Array.isArray(a) && Array.isArray(b)) {
     return a.length === b.length && a.every((x, i) => same(x, b[i]));
   }
-  return a === b || ((a === undefined || a === null) && Array.isArray(b) && b.length === 0);
+  const empty = (x: unknown): boolean => x === undefined || x === null || (Array.isArray(x) && x.length === 0);
+  return a === b || (empty(a) && empty(b));
 }
 
 /** Fields of `want` whose value differs from `have`. */

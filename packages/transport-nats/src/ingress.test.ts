@@ -1,0 +1,282 @@
+import { decodeNats, type IngressDelivery, meshNames } from '@meshroute/mesh';
+import { startNatsServer, type TestNatsServer, waitFor } from '@meshroute/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { latch, sampleEvent, uniquePrefix } from '../test/fixtures.js';
+import { connectMesh, type MeshConnection, type MeshStatusEvent } from './connection.js';
+import { natsEventSource } from './event-source.js';
+import { provisionMesh } from './provision.js';
+import { publishEvent, REPLY_TO_HEADER } from './publish.js';
+
+let server: TestNatsServer;
+let conn: MeshConnection;
+
+beforeAll(async () => {
+  server = await startNatsServer();
+  conn = await connectMesh({ servers: server.url, name: 'ingress-test', reconnectTimeWaitMs: 100 });
+});
+
+afterAll(async () => {
+  await conn?.close();
+  await server?.stop();
+});
+
+async function freshMesh(storage: 'file' | 'memory' = 'memory') {
+  const names = meshNames(uniquePrefix());
+  const report = await provisionMesh(conn, { names, storage, ingressAckWaitMs: 2_000 });
+  return { names, report };
+}
+
+async function streamMessages(stream: string): Promise<number> {
+  const jsm = await conn.jetstreamManager();
+  return (await jsm.streams.info(stream)).state.messages;
+}
+
+describe('provisionMesh', () => {
+  it('creates every resource once; a second run changes nothing', async () => {
+    const { names, report } = await freshMesh();
+    expect(report.resources.map((r) => `${r.kind}:${r.action}`)).toEqual([
+      'stream:created',
+      'stream:created',
+      'stream:created',
+      'stream:created',
+      'consumer:created',
+      'kv:created',
+      'kv:created',
+      'kv:created',
+      'object-store:created',
+    ]);
+    const again = await provisionMesh(conn, { names, storage: 'memory', ingressAckWaitMs: 2_000 });
+    expect(again.resources.filter((r) => r.action !== 'unchanged')).toEqual([]);
+    const jsm = await conn.jetstreamManager();
+    const ingress = await jsm.streams.info(names.streams.ingress);
+    expect(ingress.config).toMatchObject({
+      retention: 'workqueue',
+      storage: 'memory',
+      duplicate_window: 120_000_000_000,
+      subjects: [names.ingressWildcard],
+    });
+    const consumer = await jsm.consumers.info(names.streams.ingress, names.ingressConsumer);
+    expect(consumer.config).toMatchObject({
+      ack_policy: 'explicit',
+      ack_wait: 2_000_000_000,
+      max_deliver: 10,
+      durable_name: names.ingressConsumer,
+    });
+  });
+
+  it('updates a changed setting in place and refuses an impossible change', async () => {
+    const { names } = await freshMesh();
+    const r = await provisionMesh(conn, { names, storage: 'memory', ingressAckWaitMs: 3_000, resultsMaxAgeMs: 60_000 });
+    expect(r.resources.filter((x) => x.action === 'updated').map((x) => [x.name, x.changed])).toEqual([
+      [names.streams.results, ['max_age', 'duplicate_window']],
+      [names.ingressConsumer, ['ack_wait']],
+    ]);
+    await expect(provisionMesh(conn, { names, storage: 'file' })).rejects.toMatchObject({
+      code: 'CONFIG_ERROR',
+      option: 'storage',
+    });
+  });
+});
+
+describe('publishEvent', () => {
+  it('de-duplicates a republish of the same source and id', async () => {
+    const { names } = await freshMesh();
+    const event = sampleEvent();
+    const first = await publishEvent(conn, event, { names, tenant: 'acme' });
+    const second = await publishEvent(conn, { ...event, data: { other: true } }, { names, tenant: 'acme' });
+    const third = await publishEvent(conn, { ...event, source: `${event.source}/x` }, { names, tenant: 'acme' });
+    expect(first.duplicate).toBe(false);
+    expect(second).toMatchObject({ duplicate: true, seq: first.seq });
+    expect(third.duplicate).toBe(false);
+    expect(await streamMessages(names.streams.ingress)).toBe(2);
+  });
+
+  it('refuses a tenant that is not one subject token', async () => {
+    const { names } = await freshMesh();
+    await expect(publishEvent(conn, sampleEvent(), { names, tenant: 'a.b' })).rejects.toMatchObject({
+      code: 'CONFIG_ERROR',
+      option: 'tenant',
+    });
+  });
+});
+
+describe('natsEventSource', () => {
+  it('delivers the exact event (binary binding round trip) with the reply subject, and acks on request', async () => {
+    const { names } = await freshMesh();
+    const event = sampleEvent({ id: 'round-trip', tenant: 'acme', data: { text: 'héllo "world"', n: [1, 2.5, null] } });
+    await publishEvent(conn, event, { names, tenant: 'acme', replyTo: '_INBOX_meshroute.producer.1' });
+    const got = latch<IngressDelivery>();
+    const source = natsEventSource(conn, { names });
+    await source.start(async (d) => got.resolve(d));
+    const d = await got.promise;
+    expect(decodeNats(d.headers, d.body)).toEqual(event);
+    expect(d.headers.get('ce-id')).toBe('round-trip');
+    expect(d.headers.get(REPLY_TO_HEADER)).toBe('_INBOX_meshroute.producer.1');
+    expect(d.replyTo).toBe('_INBOX_meshroute.producer.1');
+    expect(d.redeliveryCount).toBe(0);
+    // Not acked yet: the work-queue stream keeps it.
+    expect(await streamMessages(names.streams.ingress)).toBe(1);
+    await d.ack();
+    expect(await streamMessages(names.streams.ingress)).toBe(0);
+    await source.close();
+  });
+
+  it('structured mode decodes to the same event', async () => {
+    const { names } = await freshMesh();
+    const event = sampleEvent();
+    await publishEvent(conn, event, { names, mode: 'structured' });
+    const got = latch<IngressDelivery>();
+    const source = natsEventSource(conn, { names });
+    await source.start(async (d) => {
+      await d.ack();
+      got.resolve(d);
+    });
+    const d = await got.promise;
+    expect(decodeNats(d.headers, d.body)).toEqual(event);
+    await source.close();
+  });
+
+  it('redelivers after nak, counting redeliveries', async () => {
+    const { names } = await freshMesh();
+    await publishEvent(conn, sampleEvent(), { names });
+    const counts: number[] = [];
+    const done = latch();
+    const source = natsEventSource(conn, { names });
+    await source.start(async (d) => {
+      counts.push(d.redeliveryCount);
+      if (d.redeliveryCount < 2) d.nak(10);
+      else {
+        await d.ack();
+        done.resolve();
+      }
+    });
+    await done.promise;
+    expect(counts).toEqual([0, 1, 2]);
+    await source.close();
+  });
+
+  it('redelivers a delivery that was never acked once the ack wait passes', async () => {
+    const { names } = await freshMesh();
+    await publishEvent(conn, sampleEvent(), { names });
+    const second = latch<number>();
+    const source = natsEventSource(conn, { names, ackWaitMs: 0 });
+    await source.start(async (d) => {
+      if (d.redeliveryCount === 0) return; // returns without settling: not acked
+      await d.ack();
+      second.resolve(d.redeliveryCount);
+    });
+    expect(await second.promise).toBe(1);
+    await source.close();
+  });
+
+  it('keeps a long-running delivery alive with working() while its handler runs', async () => {
+    const { names } = await freshMesh(); // consumer ack wait 2 s
+    await publishEvent(conn, sampleEvent(), { names });
+    const jsm = await conn.jetstreamManager();
+    const started = latch();
+    const release = latch();
+    const deliveries: number[] = [];
+    const source = natsEventSource(conn, { names });
+    await source.start(async (d) => {
+      deliveries.push(d.redeliveryCount);
+      started.resolve();
+      await release.promise;
+      await d.ack();
+    });
+    await started.promise;
+    // Wait past two ack waits, observed on the server's clock: the consumer's ack floor stays
+    // put and nothing is redelivered while the handler runs.
+    const t0 = Date.now();
+    await waitFor('two ack waits', () => Date.now() - t0 > 4_500, { timeoutMs: 10_000, intervalMs: 250 });
+    const info = await jsm.consumers.info(names.streams.ingress, names.ingressConsumer);
+    expect(info.num_redelivered).toBe(0);
+    release.resolve();
+    await waitFor('ack', async () => (await streamMessages(names.streams.ingress)) === 0);
+    expect(deliveries).toEqual([0]);
+    await source.close();
+  });
+
+  it('never runs more than maxInFlight handlers at once', async () => {
+    const { names } = await freshMesh();
+    const total = 20;
+    for (let i = 0; i < total; i++) await publishEvent(conn, sampleEvent(), { names });
+    let running = 0;
+    let maxRunning = 0;
+    let done = 0;
+    const all = latch();
+    const source = natsEventSource(conn, { names, maxInFlight: 3 });
+    await source.start(async (d) => {
+      running++;
+      maxRunning = Math.max(maxRunning, running);
+      await new Promise<void>((r) => setImmediate(r));
+      running--;
+      await d.ack();
+      if (++done === total) all.resolve();
+    });
+    await all.promise;
+    expect(maxRunning).toBeLessThanOrEqual(3);
+    expect(maxRunning).toBeGreaterThan(1);
+    await source.close();
+  });
+
+  it('nak-s a delivery whose handler throws, so it comes again', async () => {
+    const { names } = await freshMesh();
+    await publishEvent(conn, sampleEvent(), { names });
+    const again = latch<number>();
+    const source = natsEventSource(conn, { names, pullRetryDelayMs: 10 });
+    await source.start(async (d) => {
+      if (d.redeliveryCount === 0) throw new Error('router bug');
+      await d.ack();
+      again.resolve(d.redeliveryCount);
+    });
+    expect(await again.promise).toBe(1);
+    await source.close();
+  });
+
+  it('says which resource is missing when the mesh was not provisioned', async () => {
+    const source = natsEventSource(conn, { names: meshNames(uniquePrefix()) });
+    await expect(source.start(async () => {})).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  });
+});
+
+describe('server restart (file storage)', () => {
+  it('reports typed reconnect events and keeps consuming with nothing lost', async () => {
+    const names = meshNames(uniquePrefix());
+    await provisionMesh(conn, { names, storage: 'file' });
+    const seen = new Set<string>();
+    const gotFirst = latch();
+    const gotAll = latch();
+    const source = natsEventSource(conn, { names, pullExpiresMs: 1_000, pullRetryDelayMs: 100 });
+    await source.start(async (d) => {
+      seen.add(decodeNats(d.headers, d.body).id);
+      await d.ack();
+      if (seen.size === 1) gotFirst.resolve();
+      if (seen.size === 6) gotAll.resolve();
+    });
+    const statuses: MeshStatusEvent['type'][] = [];
+    const reconnected = latch();
+    void (async () => {
+      for await (const s of conn.status()) {
+        statuses.push(s.type);
+        if (s.type === 'reconnected') reconnected.resolve();
+      }
+    })();
+    await publishEvent(conn, sampleEvent({ id: 'before-1' }), { names });
+    await gotFirst.promise;
+    // Published while this router is busy; stored on disk before the restart.
+    const producer = await connectMesh({ servers: server.url, name: 'producer' });
+    await publishEvent(producer, sampleEvent({ id: 'before-2' }), { names });
+    await producer.close();
+    await server.restart();
+    await reconnected.promise;
+    for (const id of ['after-1', 'after-2', 'after-3', 'after-4']) {
+      await publishEvent(conn, sampleEvent({ id }), { names, timeoutMs: 10_000 });
+    }
+    await gotAll.promise;
+    expect([...seen].sort()).toEqual(['after-1', 'after-2', 'after-3', 'after-4', 'before-1', 'before-2']);
+    expect(statuses[0]).toBe('connected');
+    expect(statuses).toContain('disconnected');
+    expect(statuses.indexOf('reconnected')).toBeGreaterThan(statuses.indexOf('disconnected'));
+    await source.close();
+  });
+});
