@@ -7,7 +7,7 @@
  * Otherwise the unitary prefix (up to the first measurement, `reset` or `if`) is simulated once
  * and the rest runs per shot, with collapse.
  */
-import { ConfigError, ErrorCode, MeshError } from '@meshroute/mesh';
+import { type Clock, ConfigError, ErrorCode, MeshError, systemClock } from '@meshroute/mesh';
 import type { CircuitOp, QasmProgram } from './circuit.js';
 import {
   applyGate,
@@ -464,5 +464,61 @@ export function simulate(program: QasmProgram, options: SimulateOptions = {}): S
   for (;;) {
     const r = g.next();
     if (r.done) return r.value;
+  }
+}
+
+/** Options of {@link simulateAsync}: {@link SimulateOptions} plus cancellation. */
+export interface SimulateAsyncOptions extends SimulateOptions {
+  /** Stop between operations once aborted; rejects with the signal's reason when it is a MeshError. */
+  signal?: AbortSignal;
+  /** Monotonic time (`clock.monotonicMs()`) after which the run stops with `TIMEOUT`. @default none */
+  deadlineMs?: number;
+  /** Time source for `deadlineMs` and yielding. @default systemClock */
+  clock?: Clock;
+  /** Give the event loop a turn at least this often, ms. @default 20 */
+  yieldIntervalMs?: number;
+}
+
+/** Default of {@link SimulateAsyncOptions.yieldIntervalMs}. */
+export const DEFAULT_YIELD_INTERVAL_MS = 20;
+
+function abortError(signal: AbortSignal): MeshError {
+  const reason: unknown = signal.reason;
+  if (reason instanceof MeshError) return reason;
+  return new MeshError(ErrorCode.TIMEOUT, 'the quantum simulation was aborted', { retryable: true, cause: reason });
+}
+
+/**
+ * Like {@link simulate}, but gives the event loop a turn every `yieldIntervalMs` and stops between
+ * operations when `signal` aborts or `deadlineMs` passes. One operation (one pass over the state)
+ * is never interrupted.
+ * @throws MeshError `TIMEOUT` past the deadline; the signal's reason (or `TIMEOUT`) on abort
+ */
+export async function simulateAsync(
+  program: QasmProgram,
+  options: SimulateAsyncOptions = {},
+): Promise<SimulationResult> {
+  const clock = options.clock ?? systemClock;
+  const interval = options.yieldIntervalMs ?? DEFAULT_YIELD_INTERVAL_MS;
+  const deadline = options.deadlineMs ?? Number.POSITIVE_INFINITY;
+  const { signal } = options;
+  const check = (): void => {
+    if (signal?.aborted) throw abortError(signal);
+    if (clock.monotonicMs() > deadline) {
+      throw new MeshError(ErrorCode.TIMEOUT, 'the quantum simulation ran past its deadline', { retryable: true });
+    }
+  };
+  check();
+  const g = simulation(program, options);
+  let last = clock.monotonicMs();
+  for (;;) {
+    const r = g.next();
+    if (r.done) return r.value;
+    const now = clock.monotonicMs();
+    if (now - last >= interval) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      last = clock.monotonicMs();
+    }
+    check();
   }
 }
