@@ -284,3 +284,28 @@ it('close fails later jobs with SHUTTING_DOWN', async () => {
   const err = (await b.run(job(workload(), example('checksum'))).catch((e: unknown) => e)) as MeshError;
   expect(err.code).toBe(ErrorCode.SHUTTING_DOWN);
 });
+
+it('a worker that dies (out of heap) fails its job with a typed error and is replaced', async () => {
+  const b = createWasmBackend({
+    workers: 1,
+    workerResourceLimits: { maxOldGenerationSizeMb: 8, maxYoungGenerationSizeMb: 2 },
+  });
+  try {
+    // One-byte writes forever: each captured chunk is a small heap object, so the worker's heap fills.
+    const flood = await wat(`(module
+      (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "_start")
+        (i32.store (i32.const 0) (i32.const 1024)) (i32.store (i32.const 4) (i32.const 1))
+        (loop $again (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))) (br $again))))`);
+    const spec = workload({}, { limits: { outputBytes: 1_000_000_000, timeoutMs: 60_000 } });
+    const err = await failure(b.run(job(spec, flood)));
+    expect(err.code).toBe(ErrorCode.WORKLOAD_FAILED);
+    expect(err.reason).toBe('worker-crashed');
+    expect(err.retryable).toBe(true);
+    const out = await b.run(job(workload(), await wat(HELLO)));
+    expect(text(out.bytes)).toBe('hello');
+  } finally {
+    await b.close();
+  }
+});
