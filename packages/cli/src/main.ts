@@ -5,12 +5,14 @@
 
 import { MeshError } from '@meshroute/mesh';
 import { Command, CommanderError } from 'commander';
+import { register as registerPolicy } from './commands/policy.js';
 import { register as registerVersion } from './commands/version.js';
 import { type CliContext, createContext } from './context.js';
 
 /** Register every command on `program`. Add new commands here. */
 function registerAll(program: Command, ctx: CliContext): void {
   registerVersion(program, ctx);
+  registerPolicy(program, ctx);
 }
 
 /**

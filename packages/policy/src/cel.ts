@@ -1,0 +1,397 @@
+/**
+ * The CEL engine behind a small interface: `@marcbachmann/cel-js` parses, type-checks against the
+ * vocabulary and evaluates; a closure compiler turns the common subset of a checked expression
+ * into a plain JavaScript function (event-only subtrees become per-event slots) for the hot path.
+ */
+import { type ASTNode, Environment, type ParseResult } from '@marcbachmann/cel-js';
+import type { AgentView, FieldType, Vocabulary } from './vocabulary.js';
+
+/** Name of the primary CEL engine. */
+export const CEL_ENGINE_NAME = '@marcbachmann/cel-js';
+/** Version of the primary CEL engine (pinned by the package's dependency range). */
+export const CEL_ENGINE_VERSION = '8.0.0';
+
+/** Limits on expression size, enforced at load time. */
+export interface ExpressionLimits {
+  /** Longest expression source, in characters. @default 2048 */
+  maxExpressionChars: number;
+  /** Most AST nodes in one expression. @default 256 */
+  maxAstNodes: number;
+  /** Deepest nesting of one expression. @default 32 */
+  maxDepth: number;
+}
+
+/** Default {@link ExpressionLimits}. */
+export const DEFAULT_EXPRESSION_LIMITS: ExpressionLimits = { maxExpressionChars: 2048, maxAstNodes: 256, maxDepth: 32 };
+
+/** A compile failure, with the offset of the problem inside the expression source. */
+export interface CelCompileError {
+  code: 'cel-parse' | 'cel-type' | 'expression-too-large' | 'expression-too-deep';
+  message: string;
+  offset: number;
+}
+
+/** An evaluation activation: the CEL values of `event` and (for agent rules) `agent`. */
+export interface CelActivation {
+  event: Record<string, unknown>;
+  agent?: Record<string, unknown>;
+}
+
+/** A compiled expression. */
+export interface CompiledExpression {
+  readonly source: string;
+  /** The checked result type, e.g. `bool`, `double`. */
+  readonly type: string;
+  /** Whether the expression reads `agent` (else it depends on the event only). */
+  readonly readsAgent: boolean;
+  /** Whether the expression reads `event`. */
+  readonly readsEvent: boolean;
+  /** Agent fields read, for indexing (`jurisdiction`, `backends`, ...). */
+  readonly agentFields: ReadonlySet<string>;
+  /** Evaluate with the primary engine; throws on a CEL evaluation error. */
+  evaluate(activation: CelActivation): unknown;
+  /** The compiled closure form, when the expression is in the compilable subset. */
+  readonly fast: FastExpression | undefined;
+}
+
+/** A closure-compiled expression: `slots` are event-only parts computed once per event. */
+export interface FastExpression {
+  /** Event-only subexpressions; each evaluates against the event activation. */
+  readonly slots: readonly ((event: Record<string, unknown>) => unknown)[];
+  /** The agent-dependent rest, over the raw {@link AgentView} and the slot values. */
+  readonly run: (agent: AgentView, slots: readonly unknown[]) => unknown;
+}
+
+/** The primary engine, bound to a vocabulary. */
+export interface CelEngine {
+  readonly name: string;
+  readonly version: string;
+  /** Parse and type-check. `expectType` is the required result type (`bool`, `double`, `string`). */
+  compile(source: string, expectType?: 'bool' | 'number' | 'string'): CompiledExpression | CelCompileError;
+}
+
+function celTypeOf(t: FieldType): string {
+  return t;
+}
+
+/** Build the primary engine for a vocabulary. */
+export function createCelEngine(vocab: Vocabulary, limits: ExpressionLimits = DEFAULT_EXPRESSION_LIMITS): CelEngine {
+  const schemaOf = (fields: Readonly<Record<string, FieldType>>) => {
+    const s: Record<string, string> = {};
+    for (const [k, v] of Object.entries(fields)) s[k] = celTypeOf(v);
+    return s;
+  };
+  const env = new Environment({ limits: { maxAstNodes: limits.maxAstNodes, maxDepth: limits.maxDepth } })
+    .registerVariable({ name: 'event', schema: schemaOf(vocab.event) })
+    .registerVariable({ name: 'agent', schema: schemaOf(vocab.agent) });
+
+  const compile = (source: string, expectType?: 'bool' | 'number' | 'string'): CompiledExpression | CelCompileError => {
+    if (source.length > limits.maxExpressionChars) {
+      return {
+        code: 'expression-too-large',
+        message: `expression is ${source.length} characters, over the limit of ${limits.maxExpressionChars}`,
+        offset: 0,
+      };
+    }
+    let parsed: ParseResult;
+    try {
+      parsed = env.parse(source);
+    } catch (err) {
+      const e = err as { code?: string; summary?: string; message: string; range?: { start: number } };
+      if (e.code === 'limit_exceeded') {
+        const deep = /maxDepth/.test(e.message);
+        return {
+          code: deep ? 'expression-too-deep' : 'expression-too-large',
+          message: (e.summary ?? e.message.split('\n')[0] ?? e.message).trim(),
+          offset: e.range?.start ?? 0,
+        };
+      }
+      return {
+        code: 'cel-parse',
+        message: (e.summary ?? e.message.split('\n')[0] ?? '').trim(),
+        offset: e.range?.start ?? 0,
+      };
+    }
+    const checked = parsed.check();
+    if (!checked.valid) {
+      const e = checked.error as { summary?: string; message: string; range?: { start: number } } | undefined;
+      return {
+        code: 'cel-type',
+        message: (e?.summary ?? e?.message.split('\n')[0] ?? 'type error').trim(),
+        offset: e?.range?.start ?? 0,
+      };
+    }
+    const type = checked.type ?? 'dyn';
+    if (expectType !== undefined) {
+      const ok =
+        type === 'dyn' ||
+        (expectType === 'bool' && type === 'bool') ||
+        (expectType === 'string' && type === 'string') ||
+        (expectType === 'number' && (type === 'double' || type === 'int'));
+      if (!ok) {
+        return {
+          code: 'cel-type',
+          message: `expression must be of type ${expectType === 'number' ? 'double' : expectType}, got ${type}`,
+          offset: 0,
+        };
+      }
+    }
+    const agentFields = new Set<string>();
+    const reads = { agent: false, event: false };
+    walk(parsed.ast, (n) => {
+      if (n.op === 'id') {
+        if (n.args === 'agent') reads.agent = true;
+        if (n.args === 'event') reads.event = true;
+      }
+      if (n.op === '.' && n.args[0].op === 'id' && n.args[0].args === 'agent') agentFields.add(n.args[1]);
+    });
+    let fast: FastExpression | undefined;
+    try {
+      fast = reads.agent ? compileFast(parsed.ast, vocab, env) : undefined;
+    } catch (err) {
+      if (!(err instanceof Unsupported)) throw err;
+      fast = undefined;
+    }
+    return {
+      source,
+      type,
+      readsAgent: reads.agent,
+      readsEvent: reads.event,
+      agentFields,
+      evaluate: (activation) => parsed(activation),
+      fast,
+    };
+  };
+  return { name: CEL_ENGINE_NAME, version: CEL_ENGINE_VERSION, compile };
+}
+
+/** Whether a compile result is an error. */
+export function isCompileError(r: CompiledExpression | CelCompileError): r is CelCompileError {
+  return 'code' in r && 'offset' in r;
+}
+
+function children(n: ASTNode): ASTNode[] {
+  switch (n.op) {
+    case 'value':
+    case 'id':
+      return [];
+    case '.':
+    case '.?':
+      return [n.args[0]];
+    case 'call':
+      return n.args[1];
+    case 'rcall':
+      return [n.args[1], ...n.args[2]];
+    case 'list':
+      return n.args;
+    case 'map':
+      return n.args.flat();
+    case '?:':
+      return [...n.args];
+    case '!_':
+    case '-_':
+      return [n.args];
+    default:
+      return [...(n.args as [ASTNode, ASTNode])];
+  }
+}
+
+function walk(n: ASTNode, fn: (n: ASTNode) => void): void {
+  fn(n);
+  for (const c of children(n)) walk(c, fn);
+}
+
+function readsVar(n: ASTNode, name: string): boolean {
+  let found = false;
+  walk(n, (x) => {
+    if (x.op === 'id' && x.args === name) found = true;
+  });
+  return found;
+}
+
+function literal(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (typeof v === 'bigint') return `${v}`;
+  if (typeof v === 'boolean') return v ? 'true' : 'false';
+  if (v === null) return 'null';
+  if (typeof v === 'number') {
+    if (Number.isNaN(v)) return 'double("NaN")';
+    if (!Number.isFinite(v)) return v > 0 ? 'double("Infinity")' : 'double("-Infinity")';
+    const s = String(v);
+    return /[.eE]/.test(s) ? s : `${s}.0`;
+  }
+  if (v instanceof Uint8Array) return `b"${[...v].map((b) => `\\x${b.toString(16).padStart(2, '0')}`).join('')}"`;
+  throw new Unsupported();
+}
+
+/** Turn a cel-js AST back into CEL source (fully parenthesized). */
+export function unparse(n: ASTNode): string {
+  switch (n.op) {
+    case 'value':
+      return literal(n.args);
+    case 'id':
+      return n.args;
+    case '.':
+      return `${unparse(n.args[0])}.${n.args[1]}`;
+    case '.?':
+      return `${unparse(n.args[0])}.?${n.args[1]}`;
+    case '[]':
+      return `${unparse(n.args[0])}[${unparse(n.args[1])}]`;
+    case '[?]':
+      return `${unparse(n.args[0])}[?${unparse(n.args[1])}]`;
+    case 'call':
+      return `${n.args[0]}(${n.args[1].map(unparse).join(', ')})`;
+    case 'rcall':
+      return `${unparse(n.args[1])}.${n.args[0]}(${n.args[2].map(unparse).join(', ')})`;
+    case 'list':
+      return `[${n.args.map(unparse).join(', ')}]`;
+    case 'map':
+      return `{${n.args.map(([k, v]) => `${unparse(k)}: ${unparse(v)}`).join(', ')}}`;
+    case '?:':
+      return `(${unparse(n.args[0])} ? ${unparse(n.args[1])} : ${unparse(n.args[2])})`;
+    case '!_':
+      return `(!${unparse(n.args)})`;
+    case '-_':
+      return `(-${unparse(n.args)})`;
+    default: {
+      const [l, r] = n.args as [ASTNode, ASTNode];
+      return `(${unparse(l)} ${n.op} ${unparse(r)})`;
+    }
+  }
+}
+
+class Unsupported extends Error {}
+
+type GenType = 'int' | 'double' | 'string' | 'bool' | 'list';
+interface Gen {
+  code: string;
+  type: GenType;
+}
+
+function toJs(v: unknown): unknown {
+  if (typeof v === 'bigint') return Number(v);
+  if (Array.isArray(v)) return v.map(toJs);
+  return v;
+}
+
+function genTypeOf(celType: string): GenType {
+  if (celType === 'int' || celType === 'double' || celType === 'string' || celType === 'bool') return celType;
+  if (celType === 'list<string>' || celType === 'list<int>' || celType === 'list<double>') return 'list';
+  throw new Unsupported();
+}
+
+const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+function compileFast(root: ASTNode, vocab: Vocabulary, env: Environment): FastExpression {
+  const slots: ((event: Record<string, unknown>) => unknown)[] = [];
+  const num = (g: Gen) => g.type === 'int' || g.type === 'double';
+  const gen = (n: ASTNode): Gen => {
+    if (!readsVar(n, 'agent') && n.op !== 'value') {
+      const src = unparse(n);
+      const checked = env.check(src);
+      if (!checked.valid || checked.type === undefined) throw new Unsupported();
+      const type = genTypeOf(checked.type);
+      const fn = env.parse(src);
+      const i = slots.length;
+      slots.push((event) => toJs(fn({ event })));
+      return { code: `s[${i}]`, type };
+    }
+    switch (n.op) {
+      case 'value': {
+        const v = n.args;
+        if (typeof v === 'bigint') return { code: `(${Number(v)})`, type: 'int' };
+        if (typeof v === 'number' && Number.isFinite(v)) return { code: `(${v})`, type: 'double' };
+        if (typeof v === 'string') return { code: JSON.stringify(v), type: 'string' };
+        if (typeof v === 'boolean') return { code: String(v), type: 'bool' };
+        throw new Unsupported();
+      }
+      case '.': {
+        const [obj, field] = n.args;
+        if (obj.op !== 'id' || obj.args !== 'agent' || !IDENT.test(field)) throw new Unsupported();
+        const t = vocab.agent[field];
+        if (t === undefined || t === 'map<string, string>') throw new Unsupported();
+        return { code: `a.${field}`, type: t === 'list<string>' ? 'list' : t };
+      }
+      case '&&':
+      case '||': {
+        const l = gen(n.args[0]);
+        const r = gen(n.args[1]);
+        if (l.type !== 'bool' || r.type !== 'bool') throw new Unsupported();
+        return { code: `(${l.code} ${n.op} ${r.code})`, type: 'bool' };
+      }
+      case '!_': {
+        const x = gen(n.args);
+        if (x.type !== 'bool') throw new Unsupported();
+        return { code: `(!${x.code})`, type: 'bool' };
+      }
+      case '-_': {
+        const x = gen(n.args);
+        if (!num(x)) throw new Unsupported();
+        return { code: `(-${x.code})`, type: x.type };
+      }
+      case '?:': {
+        const c = gen(n.args[0]);
+        const t = gen(n.args[1]);
+        const f = gen(n.args[2]);
+        if (c.type !== 'bool' || t.type !== f.type || t.type === 'list') throw new Unsupported();
+        return { code: `(${c.code} ? ${t.code} : ${f.code})`, type: t.type };
+      }
+      case '==':
+      case '!=': {
+        const l = gen(n.args[0]);
+        const r = gen(n.args[1]);
+        const same = (num(l) && num(r)) || (l.type === r.type && l.type !== 'list');
+        if (!same) throw new Unsupported();
+        return { code: `(${l.code} ${n.op === '==' ? '===' : '!=='} ${r.code})`, type: 'bool' };
+      }
+      case '<':
+      case '<=':
+      case '>':
+      case '>=': {
+        const l = gen(n.args[0]);
+        const r = gen(n.args[1]);
+        if (!num(l) || !num(r)) throw new Unsupported();
+        return { code: `(${l.code} ${n.op} ${r.code})`, type: 'bool' };
+      }
+      case 'in': {
+        const l = gen(n.args[0]);
+        const r = gen(n.args[1]);
+        if (r.type !== 'list' || l.type === 'list') throw new Unsupported();
+        return { code: `${r.code}.includes(${l.code})`, type: 'bool' };
+      }
+      case '+':
+      case '-':
+      case '*':
+      case '/': {
+        const l = gen(n.args[0]);
+        const r = gen(n.args[1]);
+        if (n.op === '+' && l.type === 'string' && r.type === 'string') {
+          return { code: `(${l.code} + ${r.code})`, type: 'string' };
+        }
+        if (!num(l) || !num(r) || l.type !== r.type) throw new Unsupported();
+        if (n.op === '/' && l.type === 'int') throw new Unsupported();
+        return { code: `(${l.code} ${n.op} ${r.code})`, type: l.type };
+      }
+      case 'call': {
+        const [name, args] = n.args;
+        if (name === 'size' && args.length === 1) {
+          const x = gen(args[0] as ASTNode);
+          if (x.type !== 'list') throw new Unsupported();
+          return { code: `${x.code}.length`, type: 'int' };
+        }
+        if (name === 'double' && args.length === 1) {
+          const x = gen(args[0] as ASTNode);
+          if (!num(x)) throw new Unsupported();
+          return { code: x.code, type: 'double' };
+        }
+        throw new Unsupported();
+      }
+      default:
+        throw new Unsupported();
+    }
+  };
+  const body = gen(root);
+  // The generated code reads only declared agent fields, literal values and slot values.
+  const run = new Function('a', 's', `"use strict"; return ${body.code};`) as FastExpression['run'];
+  return { slots, run };
+}
