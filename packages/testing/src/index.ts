@@ -16,6 +16,21 @@ export {
   sampleSync,
 } from './bench.js';
 export { type StoppableResource, stopAllServers, trackResource } from './cleanup.js';
+export {
+  type MemoryArtifactStore,
+  memoryArtifactStore,
+  sha256Digest,
+} from './fakes/memory-artifact-store.js';
+export {
+  DEFAULT_MEMORY_SOURCE_ACK_WAIT_MS,
+  DEFAULT_MEMORY_SOURCE_MAX_IN_FLIGHT,
+  type MemoryEventSource,
+  type MemoryEventSourceOptions,
+  type MemoryMessage,
+  memoryEventSource,
+  type PushOptions,
+} from './fakes/memory-event-source.js';
+export { type MemoryMesh, type MemoryMeshOptions, memoryMesh, type RecordedReply } from './fakes/memory-mesh.js';
 export { type StartNatsServerOptions, startNatsServer, type TestNatsServer } from './nats.js';
 export {
   DEFAULT_CLUSTER_NODES,
@@ -37,7 +52,26 @@ export {
   startRedisServer,
   type TestRedisServer,
 } from './redis.js';
+export {
+  sampleCapacityReport,
+  sampleDeadLetter,
+  sampleDecisionRecord,
+  sampleResult,
+  sampleWorkItem,
+} from './samples.js';
 export { type SimulatedClock, simulatedClock } from './simulated-clock.js';
+export {
+  type ArtifactStoreFactory,
+  type ArtifactStoreFixture,
+  runArtifactStoreSuite,
+} from './suites/artifact-store-suite.js';
+export {
+  type EventSourceFactory,
+  type EventSourceFixture,
+  type EventSourceSuiteOptions,
+  runEventSourceSuite,
+} from './suites/event-source-suite.js';
+export { type MeshFactory, type MeshFixture, runMeshSuite } from './suites/mesh-suite.js';
 export {
   runStateStoreSuite,
   type StateStoreFactory,
