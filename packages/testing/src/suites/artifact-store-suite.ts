@@ -15,6 +15,9 @@ export type ArtifactStoreFactory = () =>
   | ArtifactStore
   | Promise<ArtifactStoreFixture | ArtifactStore>;
 
+/** A plain Uint8Array view (a Buffer is a Uint8Array too, but not deeply equal to one). */
+const plain = (b: Uint8Array | undefined) =>
+  b === undefined ? undefined : new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 const hex = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 /**
@@ -39,7 +42,7 @@ export function runArtifactStoreSuite(name: string, factory: ArtifactStoreFactor
       const info = await store.put('checksum.wasm', bytes);
       expect(info).toEqual({ digest: hex(bytes), sizeBytes: bytes.length, name: 'checksum.wasm' });
       expect(await store.has(info.digest)).toBe(true);
-      expect(await store.get(info.digest)).toEqual(bytes);
+      expect(plain(await store.get(info.digest))).toEqual(bytes);
     });
 
     it('is idempotent: the same bytes twice give the same digest', async () => {
@@ -48,13 +51,13 @@ export function runArtifactStoreSuite(name: string, factory: ArtifactStoreFactor
       const b = await store.put('a.bin', Uint8Array.from([1, 2, 3, 4]));
       expect(b.digest).toBe(a.digest);
       expect(b.sizeBytes).toBe(4);
-      expect(await store.get(a.digest)).toEqual(bytes);
+      expect(plain(await store.get(a.digest))).toEqual(bytes);
     });
 
     it('round-trips empty and 1 MiB artifacts byte for byte', async () => {
       const empty = await store.put('empty', new Uint8Array(0));
       expect(empty.sizeBytes).toBe(0);
-      expect(await store.get(empty.digest)).toEqual(new Uint8Array(0));
+      expect(plain(await store.get(empty.digest))).toEqual(new Uint8Array(0));
       const big = new Uint8Array(1024 * 1024);
       for (let i = 0; i < big.length; i++) big[i] = (i * 31 + 7) & 0xff;
       const info = await store.put('model.onnx', big);
