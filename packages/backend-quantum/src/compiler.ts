@@ -60,7 +60,14 @@ type FastPath = (
 const gate = (matrix: Matrix2, controls: number) => ({ kind: 'gate' as const, matrix, controls });
 const p0 = (p: readonly number[], i: number): number => p[i] as number;
 
-/** Exact equivalents of the multi-qubit `qelib1.inc` gates (checked against their bodies in the tests). */
+/**
+ * Fast paths of the multi-qubit `qelib1.inc` gates: the gates these names stand for, as Qiskit's
+ * `qasm2` loader reads them. Each equals its `qelib1.inc` body exactly (checked in the tests)
+ * except three whose shipped bodies are known to be off: `ch`'s body is CH times the global phase
+ * e^{iπ/4} (no measurement can tell), `c3sqrtx`'s body is the 3-controlled √X† rather than √X, and
+ * `c4x`'s body is not a 4-controlled X at all. Here `c3sqrtx` is the 3-controlled √X and `c4x` the
+ * 4-controlled X.
+ */
 const FAST_PATHS: Readonly<Record<string, FastPath>> = {
   cx: () => gate(PAULI_X, 1),
   cy: () => gate(PAULI_Y, 1),

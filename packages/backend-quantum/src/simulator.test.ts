@@ -1,8 +1,8 @@
 import { ErrorCode, MeshError } from '@meshroute/mesh';
 import { describe, expect, it } from 'vitest';
+import { expectBinomial } from '../test/test-support.js';
 import { parseQasm } from './compiler.js';
 import { planSimulation, simulate, simulateAsync } from './simulator.js';
-import { expectBinomial } from './test-support.js';
 
 const HEADER = 'OPENQASM 2.0;\ninclude "qelib1.inc";\n';
 const run = (src: string, shots = 4000, seed = 1234) => simulate(parseQasm(src), { shots, seed });
