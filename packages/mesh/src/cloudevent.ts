@@ -9,7 +9,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { ConfigError, InvalidEventError, InvalidIntentError, PayloadTooLargeError } from './errors.js';
-import { parseIntent, parseRfc3339 } from './intent.js';
+import { parseRfc3339, validateIntent } from './intent.js';
 
 /**
  * A CloudEvent in structured-mode JSON shape (JSON event format 1.0), the canonical in-memory
@@ -108,6 +108,8 @@ const PATH_RE = new RegExp(`^(?:[A-Za-z0-9._~!$&'()*+,;=:@/-]|${PCT})*$`);
 const QUERY_RE = new RegExp(`^(?:[A-Za-z0-9._~!$&'()*+,;=:@/?-]|${PCT})*$`);
 /** Fast path: a plain URI-reference made of the most common characters only. */
 const SIMPLE_PATH_REF_RE = /^[A-Za-z0-9._~\-/]*$/;
+/** Fast path: `scheme://host[:port][/path]` with the most common characters only. */
+const SIMPLE_URL_RE = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[A-Za-z0-9._~-]+(?::[0-9]+)?(?:\/[A-Za-z0-9._~\-/]*)?$/;
 
 function checkAuthority(authority: string): boolean {
   let rest = authority;
@@ -138,6 +140,7 @@ function checkAuthority(authority: string): boolean {
  * @param absolute require a scheme (an RFC 3986 URI, fragment allowed)
  */
 export function isUriReference(value: string, absolute = false): boolean {
+  if (SIMPLE_URL_RE.test(value)) return true;
   if (!absolute && SIMPLE_PATH_REF_RE.test(value)) {
     // path-only relative reference: the first segment must not contain ':' (it has none here)
     return !value.startsWith('//') || REG_NAME_RE.test(value.slice(2).split('/')[0] as string);
@@ -387,7 +390,7 @@ export function checkEvent(ev: Record<string, unknown>, opts: ResolvedEventValid
       if ((v !== null && v !== undefined) || (key === 'data' && v === null)) out[key] = v;
     }
   }
-  if (hasIntent && opts.validateIntent) parseIntent(out);
+  if (hasIntent && opts.validateIntent) validateIntent(out);
   return out as CloudEventJson;
 }
 

@@ -79,8 +79,14 @@ export function decodeHeaderValue(value: string, header: string, attribute: stri
   let v = value;
   if (v.length >= 2 && v.charCodeAt(0) === 0x22 && v.charCodeAt(v.length - 1) === 0x22)
     v = unquote(v, header, attribute);
-  const first = v.indexOf('%');
-  if (first < 0) return v;
+  if (v.indexOf('%') < 0) return v;
+  try {
+    // One round of percent-decoding with UTF-8 validation (overlong forms and surrogates
+    // rejected); on failure the loop below finds which rule was broken.
+    return decodeURIComponent(v);
+  } catch {
+    // fall through to the precise decoder
+  }
   const bytes = new Uint8Array(v.length);
   let n = 0;
   for (let i = 0; i < v.length; i++) {

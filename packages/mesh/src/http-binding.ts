@@ -6,6 +6,7 @@
 import {
   addAttribute,
   binaryParts,
+  type CollectedHeaders,
   CE_BATCH_JSON,
   CE_JSON,
   decodeBatchBody,
@@ -58,6 +59,43 @@ function lower(name: string): string {
   return name;
 }
 
+interface HttpCollect {
+  c: CollectedHeaders;
+  ceContentType: string | undefined;
+}
+
+function take(st: HttpCollect, rawName: string, raw: string | readonly string[] | undefined): void {
+  if (raw === undefined) return;
+  const name = lower(rawName);
+  let value: string;
+  if (typeof raw === 'string') value = raw;
+  else {
+    if (raw.length === 0) return;
+    if (raw.length > 1 && (name === 'content-type' || name.startsWith('ce-'))) {
+      const attr = name === 'content-type' ? 'datacontenttype' : name.slice(3);
+      throw new InvalidEventError(attr, 'duplicate-header', `header ${name} appears more than once`);
+    }
+    value = raw[0] as string;
+  }
+  const c = st.c;
+  c.headerBytes += name.length + value.length;
+  if (name.length > 3 && name.charCodeAt(0) === 0x63 && name.charCodeAt(1) === 0x65 && name.charCodeAt(2) === 0x2d) {
+    const attr = name.slice(3);
+    const decoded = decodeHeaderValue(value, name, attr);
+    if (attr === 'datacontenttype') {
+      if (st.ceContentType !== undefined) {
+        throw new InvalidEventError(attr, 'duplicate-header', `header ${name} appears more than once`);
+      }
+      st.ceContentType = decoded;
+    } else addAttribute(c, attr, decoded, name);
+  } else if (name === 'content-type') {
+    if (c.contentType !== undefined) {
+      throw new InvalidEventError('datacontenttype', 'duplicate-header', 'header content-type appears more than once');
+    }
+    c.contentType = value;
+  }
+}
+
 /**
  * Decode an HTTP message into CloudEvents, strictly validated. The mode is chosen by
  * `Content-Type`: `application/cloudevents-batch+json` is a batch, `application/cloudevents+json`
@@ -81,44 +119,11 @@ export function decodeHttp(
   options?: HttpDecodeOptions,
 ): { mode: HttpContentMode; events: CloudEventJson[] } {
   const opts = resolveEventValidationOptions(options);
-  const c = newCollected();
-  let ceContentType: string | undefined;
-  const take = (rawName: string, raw: string | readonly string[] | undefined): void => {
-    if (raw === undefined) return;
-    const name = lower(rawName);
-    let value: string;
-    if (typeof raw === 'string') value = raw;
-    else {
-      if (raw.length === 0) return;
-      if (raw.length > 1 && (name === 'content-type' || name.startsWith('ce-'))) {
-        const attr = name === 'content-type' ? 'datacontenttype' : name.slice(3);
-        throw new InvalidEventError(attr, 'duplicate-header', `header ${name} appears more than once`);
-      }
-      value = raw[0] as string;
-    }
-    c.headerBytes += name.length + value.length;
-    if (name.length > 3 && name.charCodeAt(0) === 0x63 && name.charCodeAt(1) === 0x65 && name.charCodeAt(2) === 0x2d) {
-      const attr = name.slice(3);
-      const decoded = decodeHeaderValue(value, name, attr);
-      if (attr === 'datacontenttype') {
-        if (ceContentType !== undefined) {
-          throw new InvalidEventError(attr, 'duplicate-header', `header ${name} appears more than once`);
-        }
-        ceContentType = decoded;
-      } else addAttribute(c, attr, decoded, name);
-    } else if (name === 'content-type') {
-      if (c.contentType !== undefined) {
-        throw new InvalidEventError(
-          'datacontenttype',
-          'duplicate-header',
-          'header content-type appears more than once',
-        );
-      }
-      c.contentType = value;
-    }
-  };
-  if (isIterable(headers)) for (const [name, value] of headers) take(name, value);
-  else for (const name of Object.keys(headers)) take(name, headers[name]);
+  const st: HttpCollect = { c: newCollected(), ceContentType: undefined };
+  if (isIterable(headers)) for (const [name, value] of headers) take(st, name, value);
+  else for (const name of Object.keys(headers)) take(st, name, headers[name]);
+  const c = st.c;
+  const ceContentType = st.ceContentType;
 
   const kind = structuredKind(c.contentType);
   if (kind === 'structured') return { mode: 'structured', events: [decodeStructuredBody(body, opts)] };

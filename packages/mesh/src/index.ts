@@ -69,6 +69,7 @@ export {
   parseResidency,
   parseRfc3339,
   residencyAllows,
+  validateIntent,
 } from './intent.js';
 export {
   decodeKafka,
