@@ -16,7 +16,9 @@ describe('startLeafNode', () => {
     const hubClient = await connect({ servers: hub.url });
     // An "agent" at the edge answers work requests sent from the hub side.
     const sub = edgeClient.subscribe('work.edge-1', {
-      callback: (_err, msg) => msg.respond(`done:${msg.string()}`),
+      callback: (_err, msg) => {
+        msg.respond(`done:${msg.string()}`);
+      },
     });
     await edgeClient.flush();
     // Interest crosses the link asynchronously: retry the first request with a deadline.

@@ -25,6 +25,45 @@ describe('startNatsServer', () => {
     await nc.close();
   });
 
+  it('loses no acknowledged message when restarted under publish load', async () => {
+    const nats = await startNatsServer();
+    const nc = await connect({ servers: nats.url, maxReconnectAttempts: -1, reconnectTimeWait: 50 });
+    await (await jetstreamManager(nc)).streams.add({
+      name: 'LOAD',
+      subjects: ['load.>'],
+      duplicate_window: 60_000_000_000,
+    });
+    const js = jetstream(nc);
+    const total = 400;
+    const pidBefore = nats.pid;
+    let acked = 0;
+    let restarted: Promise<void> | undefined;
+    const deadline = Date.now() + 30_000;
+    const publishOne = async (i: number) => {
+      // Retry until acknowledged; the message id makes a retry of a stored message a duplicate.
+      for (;;) {
+        try {
+          await js.publish('load.x', `m${i}`, { msgID: `m${i}`, timeout: 1_000 });
+          acked++;
+          if (acked === total / 2) restarted = nats.restart();
+          return;
+        } catch (err) {
+          if (Date.now() > deadline) throw err;
+        }
+      }
+    };
+    for (let i = 0; i < total; i += 20) {
+      await Promise.all(Array.from({ length: 20 }, (_, j) => publishOne(i + j)));
+    }
+    expect(restarted).toBeDefined();
+    await restarted;
+    expect(nats.pid).not.toBe(pidBefore);
+    expect(acked).toBe(total);
+    const info = await (await jetstreamManager(nc)).streams.info('LOAD');
+    expect(info.state.messages).toBe(total);
+    await nc.close();
+  });
+
   it('can run without JetStream', async () => {
     const nats = await startNatsServer({ jetstream: false });
     expect(nats.storeDir).toBeUndefined();

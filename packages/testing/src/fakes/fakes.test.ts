@@ -82,7 +82,7 @@ describe('memoryMesh', () => {
     const m = memoryMesh();
     const agent = m.agentMesh();
     agent.serveWork('edge-eu-1', async (w) => {
-      (w.event as { data: unknown }).data = 'mutated by the agent';
+      w.event.data = 'mutated by the agent';
       return sampleResult(w);
     });
     const work = sampleWorkItem();
