@@ -22,7 +22,7 @@ import { job, text, wat, workload } from './test-support/modules.js';
 
 let root: string;
 let secret: string;
-let escape: Uint8Array;
+let escaper: Uint8Array;
 const backend = createWasmBackend({ workers: 1 });
 
 function escapeModule(paths: string[]): string {
@@ -66,7 +66,7 @@ beforeAll(async () => {
   writeFileSync(join(hostDir, 'secret.txt'), secret);
   symlinkSync(join(hostDir, 'secret.txt'), join(sandbox, 'link'));
   symlinkSync(hostDir, join(sandbox, 'dirlink'));
-  escape = await wat(
+  escaper = await wat(
     escapeModule([
       'link',
       'dirlink/secret.txt',
@@ -90,7 +90,7 @@ describe('sandbox escape through an outward symlink', () => {
     const out = openSync(outFile, 'w');
     try {
       const wasi = new WASI({ version: 'preview1', preopens: { '/sandbox': join(root, 'sandbox') }, stdout: out });
-      const instance = new WebAssembly.Instance(new WebAssembly.Module(escape), wasi.getImportObject());
+      const instance = new WebAssembly.Instance(new WebAssembly.Module(escaper), wasi.getImportObject());
       wasi.start(instance);
     } finally {
       closeSync(out);
@@ -99,13 +99,13 @@ describe('sandbox escape through an outward symlink', () => {
   });
 
   it('our backend reaches nothing of the host: no preopens, every path fails', async () => {
-    const out = await backend.run(job(workload(), escape));
+    const out = await backend.run(job(workload(), escaper));
     expect(text(out.bytes)).toBe('done');
   });
 
   it('with the tmpfs capability the only directory is an empty in-memory one', async () => {
     const out = await backend.run(
-      job(workload({}, { capabilities: ['tmpfs', 'clock', 'random', 'env', 'args'] }), escape),
+      job(workload({}, { capabilities: ['tmpfs', 'clock', 'random', 'env', 'args'] }), escaper),
     );
     expect(text(out.bytes)).toBe('done');
   });

@@ -10,7 +10,7 @@ declare function fd_write(fd: u32, iovs: usize, iovsLen: u32, nwritten: usize): 
 @external("wasi_snapshot_preview1", "proc_exit")
 declare function proc_exit(code: u32): void;
 
-const CHUNK: i32 = 65536;
+const CHUNK: i32 = 4096;
 
 /** Read all of stdin. */
 export function readStdin(): Uint8Array {
