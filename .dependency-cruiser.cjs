@@ -18,7 +18,7 @@ module.exports = {
       severity: 'error',
       comment: 'Import a sibling through @meshroute/<name> (or /internal), never by a relative path.',
       from: { path: '^packages/([^/]+)/' },
-      to: { path: '^packages/([^/]+)/', pathNot: '^packages/$1/', dependencyTypes: ['local'] },
+      to: { path: '^packages/([^/]+)/', pathNot: '^packages/$1/', dependencyTypesNot: ['aliased-workspace'] },
     },
     {
       name: 'no-deep-sibling-import',
