@@ -138,9 +138,17 @@ export async function startRedisServer(options: StartRedisServerOptions = {}): P
     });
     if (!hooked) {
       hooked = true;
-      process.once('exit', () => {
+      const killAll = () => {
         for (const p of live) p.kill('SIGKILL');
-      });
+      };
+      process.once('exit', killAll);
+      // A test runner stops its workers with a signal, which skips 'exit' handlers.
+      for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+        process.once(sig, () => {
+          killAll();
+          if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+        });
+      }
     }
     live.add(c);
     void exited.then(() => live.delete(c));

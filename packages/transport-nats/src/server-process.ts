@@ -306,15 +306,24 @@ const NON_TERMINATING_SIGNALS: ReadonlySet<string> = new Set([
   'SIGWINCH',
 ]);
 
-/** Kill every live child on process exit, so a crashed test run leaves no orphan servers. */
+/** Kill every live child on process exit or a terminating signal, so a stopped test run leaves no orphan servers. */
 const liveChildren = new Set<ChildProcess>();
 let exitHookInstalled = false;
 function track(child: ChildProcess): void {
   if (!exitHookInstalled) {
     exitHookInstalled = true;
-    process.once('exit', () => {
+    const killAll = () => {
       for (const c of liveChildren) c.kill('SIGKILL');
-    });
+    };
+    process.once('exit', killAll);
+    // A test runner stops its workers with a signal, which skips 'exit' handlers.
+    for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+      process.once(sig, () => {
+        killAll();
+        // Keep the default behaviour (die by the signal) unless someone else handles it.
+        if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+      });
+    }
   }
   liveChildren.add(child);
   child.once('exit', () => liveChildren.delete(child));
