@@ -221,6 +221,62 @@ describe('timeouts', () => {
   });
 });
 
+describe('reactor ABI', () => {
+  it('an entry that does not return an i64, or points outside memory, is a bad-abi failure', async () => {
+    const i32Entry = await wat(`(module (memory (export "memory") 1)
+      (func (export "alloc") (param i32) (result i32) (i32.const 64))
+      (func (export "run") (param i32 i32) (result i32) (i32.const 0)))`);
+    const err = await failure(backend.run(job(workload({ form: 'reactor' }), i32Entry, 'x')));
+    expect(err.reason).toBe('bad-abi');
+    const outside = await wat(`(module (memory (export "memory") 1)
+      (func (export "alloc") (param i32) (result i32) (i32.const 64))
+      (func (export "run") (param i32 i32) (result i64) (i64.const 0x0010000000000010)))`);
+    const err2 = await failure(backend.run(job(workload({ form: 'reactor' }), outside, 'x')));
+    expect(err2.reason).toBe('bad-abi');
+    expect(err2.code).toBe(ErrorCode.WORKLOAD_FAILED);
+  });
+
+  it('a WAT reactor echoing its input through the ABI, called with _initialize first', async () => {
+    const echo = await wat(`(module (memory (export "memory") 1)
+      (global $base (mut i32) (i32.const 0))
+      (func (export "_initialize") (global.set $base (i32.const 256)))
+      (func (export "alloc") (param i32) (result i32) (global.get $base))
+      (func (export "run") (param $p i32) (param $n i32) (result i64)
+        (i64.or (i64.shl (i64.extend_i32_u (local.get $p)) (i64.const 32)) (i64.extend_i32_u (local.get $n)))))`);
+    const out = await backend.run(job(workload({ form: 'reactor' }), echo, 'round trip'));
+    expect(text(out.bytes)).toBe('round trip');
+  });
+});
+
+describe('host imports', () => {
+  it('AssemblyScript env.abort traps with its message', async () => {
+    // "boom" as an AssemblyScript string: UTF-16LE with the byte length at ptr - 4.
+    const abort = await wat(`(module
+      (import "env" "abort" (func $abort (param i32 i32 i32 i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 60) "\\08\\00\\00\\00b\\00o\\00o\\00m\\00")
+      (func (export "_start") (call $abort (i32.const 64) (i32.const 0) (i32.const 3) (i32.const 7))))`);
+    const err = await failure(backend.run(job(workload(), abort)));
+    expect(err.reason).toBe('trap');
+    expect(err.message).toContain('abort: boom');
+  });
+
+  it('args are the workload name and options.args only with the args capability', async () => {
+    const argc = await wat(`(module
+      (import "wasi_snapshot_preview1" "args_sizes_get" (func $as (param i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "_start")
+        (drop (call $as (i32.const 300) (i32.const 304)))
+        (i32.store8 (i32.const 200) (i32.add (i32.const 48) (i32.load (i32.const 300))))
+        (i32.store (i32.const 0) (i32.const 200)) (i32.store (i32.const 4) (i32.const 1))
+        (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))`);
+    expect(text((await backend.run(job(workload(), argc))).bytes)).toBe('0');
+    const spec = workload({ args: ['--fast', 'x'] }, { capabilities: ['args'] });
+    expect(text((await backend.run(job(spec, argc))).bytes)).toBe('3');
+  });
+});
+
 describe('isolation', () => {
   it('a fresh instance per job: a global counter starts over every time', async () => {
     const counter = await wat(`(module

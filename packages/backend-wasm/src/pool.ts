@@ -95,20 +95,6 @@ export class WorkerPool {
     return this.slots.length;
   }
 
-  /** Resolves once every worker is ready to take a job. */
-  async ready(): Promise<void> {
-    while (!this.closed && this.slots.some((s) => !s.ready)) {
-      if (this.startFailures >= MAX_START_FAILURES) throw this.startError();
-      await new Promise<void>((resolve) => {
-        const s = this.slots.find((x) => !x.ready);
-        if (s === undefined) return resolve();
-        const done = () => resolve();
-        s.worker.once('message', done);
-        s.worker.once('exit', done);
-      });
-    }
-  }
-
   /** Run a job on the next idle worker. Rejects with a {@link WasmError} on timeout, abort or crash. */
   run(job: PoolJob): Promise<InvokeResult> {
     if (this.closed) return Promise.reject(new WasmError('shutting-down', 'the wasm backend is closed'));
