@@ -6,7 +6,6 @@ import { Buffer } from 'node:buffer';
 import {
   type CloudEventJson,
   checkEvent,
-  EXTENSION_NAME_RE,
   isJsonContentType,
   type ResolvedEventValidationOptions,
   validateBatch,
@@ -30,12 +29,56 @@ export function newCollected(): CollectedHeaders {
   return { attrs: {}, contentType: undefined, headerBytes: 0 };
 }
 
+/** Well-known attribute names, so that header names map to shared (internalized) attribute names. */
+const KNOWN_ATTRIBUTES = [
+  'specversion',
+  'id',
+  'source',
+  'type',
+  'datacontenttype',
+  'dataschema',
+  'subject',
+  'time',
+  'residency',
+  'latencybudgetms',
+  'carbonmax',
+  'costmax',
+  'workload',
+  'tenant',
+  'deadline',
+  'pii',
+  'partitionkey',
+  'traceparent',
+  'tracestate',
+];
+const HTTP_NATS_NAMES = new Map(KNOWN_ATTRIBUTES.map((a) => [`ce-${a}`, a]));
+const KAFKA_NAMES = new Map(KNOWN_ATTRIBUTES.map((a) => [`ce_${a}`, a]));
+
+/**
+ * The attribute a lowercase `ce-` (HTTP, NATS) or `ce_` (Kafka) header carries.
+ * @param header a lowercase header name that starts with the prefix
+ */
+export function attributeOfHeader(header: string, kafka: boolean): string {
+  return (kafka ? KAFKA_NAMES : HTTP_NATS_NAMES).get(header) ?? header.slice(3);
+}
+
+/** Whether a name is a valid attribute name (a-z, 0-9, 1 to 20 characters), without a regex. */
+function isAttributeName(name: string): boolean {
+  const n = name.length;
+  if (n === 0 || n > 20) return false;
+  for (let i = 0; i < n; i++) {
+    const ch = name.charCodeAt(i);
+    if (!((ch >= 97 && ch <= 122) || (ch >= 48 && ch <= 57))) return false;
+  }
+  return true;
+}
+
 /**
  * Add one decoded attribute header.
  * @throws InvalidEventError for an invalid attribute name, `data` carried in a header, or a duplicate
  */
 export function addAttribute(c: CollectedHeaders, name: string, value: string, header: string): void {
-  if (!EXTENSION_NAME_RE.test(name)) {
+  if (!isAttributeName(name)) {
     throw new InvalidEventError(
       name,
       'extension-name',

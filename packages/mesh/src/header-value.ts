@@ -30,6 +30,15 @@ export function percentEncodeHeaderValue(value: string): string {
   return out;
 }
 
+/** No `"`, `%`, control or non-ASCII character: the value is the attribute as is (a loop beats a regex here). */
+function isPlainHeaderValue(value: string): boolean {
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x25) return false;
+  }
+  return true;
+}
+
 function hexValue(c: number): number {
   if (c >= 48 && c <= 57) return c - 48;
   const l = c | 0x20;
@@ -69,6 +78,7 @@ function unquote(value: string, header: string, attribute: string): string {
  * @throws InvalidEventError with rule `header-chars`, `quoted-string`, `percent-encoding` or `utf-8`
  */
 export function decodeHeaderValue(value: string, header: string, attribute: string = header): string {
+  if (isPlainHeaderValue(value)) return value;
   if (BAD_HEADER_CHAR_RE.test(value)) {
     throw new InvalidEventError(
       attribute,

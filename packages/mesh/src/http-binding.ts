@@ -5,10 +5,11 @@
  */
 import {
   addAttribute,
+  attributeOfHeader,
   binaryParts,
-  type CollectedHeaders,
   CE_BATCH_JSON,
   CE_JSON,
+  type CollectedHeaders,
   decodeBatchBody,
   decodeStructuredBody,
   encodeStructuredBody,
@@ -80,7 +81,7 @@ function take(st: HttpCollect, rawName: string, raw: string | readonly string[] 
   const c = st.c;
   c.headerBytes += name.length + value.length;
   if (name.length > 3 && name.charCodeAt(0) === 0x63 && name.charCodeAt(1) === 0x65 && name.charCodeAt(2) === 0x2d) {
-    const attr = name.slice(3);
+    const attr = attributeOfHeader(name, false);
     const decoded = decodeHeaderValue(value, name, attr);
     if (attr === 'datacontenttype') {
       if (st.ceContentType !== undefined) {

@@ -7,6 +7,7 @@
 import { Buffer } from 'node:buffer';
 import {
   addAttribute,
+  attributeOfHeader,
   binaryParts,
   CE_JSON,
   decodeStructuredBody,
@@ -96,7 +97,7 @@ export function decodeKafka(record: KafkaRecordInput, options?: KafkaDecodeOptio
     if (value === undefined) continue;
     c.headerBytes += name.length + value.length;
     if (name.startsWith('ce_') && name.length > 3) {
-      const attr = name.slice(3);
+      const attr = attributeOfHeader(name, true);
       if (attr === 'datacontenttype') {
         if (c.attrs.datacontenttype === undefined) c.attrs.datacontenttype = value;
         continue;

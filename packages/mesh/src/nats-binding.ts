@@ -6,6 +6,7 @@
  */
 import {
   addAttribute,
+  attributeOfHeader,
   binaryParts,
   CE_JSON,
   decodeStructuredBody,
@@ -56,7 +57,7 @@ export function decodeNats(
     const name = rawName.toLowerCase();
     c.headerBytes += name.length + value.length;
     if (name.startsWith('ce-') && name.length > 3) {
-      const attr = name.slice(3);
+      const attr = attributeOfHeader(name, false);
       const decoded = decodeHeaderValue(value, name, attr);
       if (attr === 'datacontenttype') {
         if (ceContentType !== undefined) {
