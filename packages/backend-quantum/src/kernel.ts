@@ -80,8 +80,41 @@ export function applyGate(amps: Float64Array, target: number, controls: readonly
       }
       return;
     }
+    if (a1 === 0 && b1 === 0 && c1 === 0 && d1 === 0) {
+      // real matrix (ry, h, ...): half the multiplications
+      for (let base = 0; base < dim; base += 2 * stride) {
+        const end = base + stride;
+        for (let i = base; i < end; i++) {
+          const x = 2 * i;
+          const y = 2 * (i + stride);
+          const xr = amps[x] as number;
+          const xi = amps[x + 1] as number;
+          const yr = amps[y] as number;
+          const yi = amps[y + 1] as number;
+          amps[x] = a0 * xr + b0 * yr;
+          amps[x + 1] = a0 * xi + b0 * yi;
+          amps[y] = c0 * xr + d0 * yr;
+          amps[y + 1] = c0 * xi + d0 * yi;
+        }
+      }
+      return;
+    }
+    if (stride === 1) {
+      for (let x = 0; x < 2 * dim; x += 4) {
+        const xr = amps[x] as number;
+        const xi = amps[x + 1] as number;
+        const yr = amps[x + 2] as number;
+        const yi = amps[x + 3] as number;
+        amps[x] = a0 * xr - a1 * xi + b0 * yr - b1 * yi;
+        amps[x + 1] = a0 * xi + a1 * xr + b0 * yi + b1 * yr;
+        amps[x + 2] = c0 * xr - c1 * xi + d0 * yr - d1 * yi;
+        amps[x + 3] = c0 * xi + c1 * xr + d0 * yi + d1 * yr;
+      }
+      return;
+    }
     for (let base = 0; base < dim; base += 2 * stride) {
-      for (let i = base; i < base + stride; i++) {
+      const end = base + stride;
+      for (let i = base; i < end; i++) {
         const x = 2 * i;
         const y = 2 * (i + stride);
         const xr = amps[x] as number;
