@@ -36,12 +36,12 @@ const cold = await sampleAsync(
   async () => {
     const file = files[next++] as string;
     const b = new Uint8Array(readFileSync(file));
-    const prepared = await prepareModule(b, artifactDigest(b), memoryBytes);
+    const prepared = await prepareModule(b, { digest: artifactDigest(b), memoryBytes });
     check(invoke(prepared.module, { ...request, memoryLimitPages: prepared.memoryLimitPages }));
   },
   { iterations: COLD_RUNS, warmup: 50 },
 );
-const hotModule = (await prepareModule(bytes, artifactDigest(bytes), memoryBytes)).module;
+const hotModule = (await prepareModule(bytes, { digest: artifactDigest(bytes), memoryBytes })).module;
 const hot = sampleSync(() => check(invoke(hotModule, request)), { iterations: 5_000 });
 reportBench(benchLine('wasm.cold-start.in-thread', 'us', percentiles(cold), percentiles(hot), { targetP50: 1000 }));
 

@@ -4,8 +4,8 @@
  *   `new WebAssembly.Instance(module, imports)`, what every job pays; baseline
  *   `WebAssembly.instantiate(bytes, imports)` (compile + instantiate). Target: p50 <= 25 us.
  * - `wasm.instantiate.engine-only`: `new WebAssembly.Instance` with a prebuilt import object.
- * - `wasm.module-to-worker`: send a compiled `WebAssembly.Module` to a worker by postMessage and
- *   instantiate there, vs sending the bytes and compiling in the worker.
+ * - `wasm.module-to-workers`: compile once and send the `WebAssembly.Module` to 2 workers by
+ *   postMessage, vs sending the bytes and compiling in each worker.
  */
 import { Worker } from 'node:worker_threads';
 import { benchLine, percentiles, reportBench, sampleAsync, sampleSync } from '@meshroute/testing';
@@ -36,34 +36,36 @@ reportBench(
   benchLine('wasm.instantiate.engine-only', 'us', percentiles(engineOnly), percentiles(compileAndInstantiate)),
 );
 
-// Module transfer to a worker: postMessage(Module) + instantiate vs postMessage(bytes) + compile + instantiate.
-const worker = new Worker(
-  `const { parentPort } = require('node:worker_threads');
-   parentPort.on('message', (m) => {
-     const mod = m.module ?? new WebAssembly.Module(m.bytes);
-     new WebAssembly.Instance(mod, m.imports ?? { wasi_snapshot_preview1: new Proxy({}, { get: () => () => 0 }) });
-     parentPort.postMessage(0);
-   });`,
-  { eval: true },
-);
-const roundTrip = (msg: unknown) =>
-  new Promise<void>((resolve) => {
-    worker.once('message', () => resolve());
-    worker.postMessage(msg);
-  });
+// Module transfer to the pool's workers (2, like the default pool): compile once in the main thread
+// and postMessage the WebAssembly.Module to each, vs postMessage the bytes and compile in each worker.
+const WORKER_CODE = `const { parentPort } = require('node:worker_threads');
+  parentPort.on('message', (m) => {
+    const mod = m.module ?? new WebAssembly.Module(m.bytes);
+    new WebAssembly.Instance(mod, { wasi_snapshot_preview1: new Proxy({}, { get: () => () => 0 }) });
+    parentPort.postMessage(0);
+  });`;
+const workers = [new Worker(WORKER_CODE, { eval: true }), new Worker(WORKER_CODE, { eval: true })];
+const toAll = (msg: unknown) =>
+  Promise.all(
+    workers.map(
+      (w) =>
+        new Promise<void>((resolve) => {
+          w.once('message', () => resolve());
+          w.postMessage(msg);
+        }),
+    ),
+  );
+// A bigger module makes compile cost visible: json-minify (5 KB) stands in for a real workload.
+const big = exampleBytes('json-minify');
 let n = 0;
-const viaModule = await sampleAsync(
-  async () => {
-    // A distinct module each time, compiled here (as the backend does, once per digest), then sent.
-    const mod = await WebAssembly.compile(uniqueVariant(bytes, n++));
-    await roundTrip({ module: mod });
-  },
-  { iterations: 500 },
-);
-const viaBytes = await sampleAsync(() => roundTrip({ bytes: uniqueVariant(bytes, n++) }), { iterations: 500 });
+const viaModule = await sampleAsync(() => toAll({ module: new WebAssembly.Module(uniqueVariant(big, n++)) }), {
+  iterations: 500,
+});
+const viaBytes = await sampleAsync(() => toAll({ bytes: uniqueVariant(big, n++) }), { iterations: 500 });
 reportBench(
-  benchLine('wasm.module-to-worker', 'us', percentiles(viaModule), percentiles(viaBytes), {
-    note: 'ours: compile in main + postMessage(Module); baseline: postMessage(bytes) + compile in worker',
+  benchLine('wasm.module-to-workers', 'us', percentiles(viaModule), percentiles(viaBytes), {
+    workers: workers.length,
+    note: 'ours: compile once in main + postMessage(Module) to each worker; baseline: postMessage(bytes) + compile in each worker',
   }),
 );
-await worker.terminate();
+await Promise.all(workers.map((w) => w.terminate()));

@@ -6,7 +6,12 @@ import type { BackendJob, BackendOutput, ComputeBackend } from '@meshroute/mesh'
 import { refuseImport, WASI_MODULE } from './capabilities.js';
 import { WasmError } from './errors.js';
 import type { InvokeRequest } from './invoke.js';
-import { resolveWasmArtifactOptions, resolveWasmBackendOptions, type WasmBackendOptions } from './options.js';
+import {
+  DEFAULT_SYNC_COMPILE_MAX_BYTES,
+  resolveWasmArtifactOptions,
+  resolveWasmBackendOptions,
+  type WasmBackendOptions,
+} from './options.js';
 import { WorkerPool } from './pool.js';
 import {
   type ModuleInfo,
@@ -30,6 +35,18 @@ export interface PreparedModule {
   memoryRewritten: boolean;
 }
 
+/** Options of {@link prepareModule}. */
+export interface PrepareModuleOptions {
+  /** The artifact digest (`sha256:<hex>`), part of the cache key. */
+  digest: string;
+  /** The memory cap. */
+  memoryBytes: number;
+  /** For messages. @default 'module' */
+  workload?: string;
+  /** Modules up to this size compile synchronously, bigger ones off-thread. @default 262144 */
+  syncCompileMaxBytes?: number;
+}
+
 /**
  * Check a module's bytes against a memory cap and compile it. A module that defines its memory
  * without a maximum (or above the cap) gets the cap written in as its maximum; one whose initial
@@ -37,12 +54,10 @@ export interface PreparedModule {
  * given a memory whose maximum is the cap.
  * @throws WasmError `invalid-module`, `unsupported-module`, `memory-limit`
  */
-export async function prepareModule(
-  bytes: Uint8Array,
-  digest: string,
-  memoryBytes: number,
-  workload = 'module',
-): Promise<PreparedModule> {
+export async function prepareModule(bytes: Uint8Array, options: PrepareModuleOptions): Promise<PreparedModule> {
+  const { digest, memoryBytes } = options;
+  const workload = options.workload ?? 'module';
+  const syncCompileMaxBytes = options.syncCompileMaxBytes ?? DEFAULT_SYNC_COMPILE_MAX_BYTES;
   const capPages = Math.min(Math.floor(memoryBytes / WASM_PAGE_BYTES), 65_536);
   let info: ModuleInfo;
   try {
@@ -99,7 +114,9 @@ export async function prepareModule(
   }
   let module: WebAssembly.Module;
   try {
-    module = await WebAssembly.compile(bytes);
+    // Small modules compile synchronously: V8 validates and compiles lazily, and the async path's
+    // thread hop costs more than the compile itself (measured: ~5x at p50 for a 4 KB module).
+    module = bytes.byteLength <= syncCompileMaxBytes ? new WebAssembly.Module(bytes) : await WebAssembly.compile(bytes);
   } catch (err) {
     throw new WasmError('invalid-module', `${workload}: the module does not compile: ${(err as Error).message}`, {
       cause: err,
@@ -159,7 +176,12 @@ export function createWasmBackend(options: WasmBackendOptions = {}): ComputeBack
       compiled.set(key, entry);
       return entry;
     }
-    entry = prepareModule(job.artifact, digest, job.workload.limits.memoryBytes, job.workload.name);
+    entry = prepareModule(job.artifact, {
+      digest,
+      memoryBytes: job.workload.limits.memoryBytes,
+      workload: job.workload.name,
+      syncCompileMaxBytes: opts.syncCompileMaxBytes,
+    });
     compiled.set(key, entry);
     entry.catch(() => compiled.delete(key));
     while (compiled.size > opts.maxCompiledModules) compiled.delete(compiled.keys().next().value as string);

@@ -10,7 +10,13 @@
  * await wasm.close();
  * ```
  */
-export { artifactDigest, createWasmBackend, type PreparedModule, prepareModule } from './backend.js';
+export {
+  artifactDigest,
+  createWasmBackend,
+  type PreparedModule,
+  type PrepareModuleOptions,
+  prepareModule,
+} from './backend.js';
 export { WASM_CAPABILITIES, type WasmCapability } from './capabilities.js';
 export { WASM_FAILURE_CODES, WasmError } from './errors.js';
 export type { WasmFailureReason, WasmForm } from './invoke.js';
@@ -20,6 +26,7 @@ export {
   DEFAULT_REACTOR_ALLOC,
   DEFAULT_REACTOR_ENTRY,
   DEFAULT_STDERR_BYTES,
+  DEFAULT_SYNC_COMPILE_MAX_BYTES,
   DEFAULT_WASM_WORKERS,
   DEFAULT_WORKER_RESOURCE_LIMITS,
   type ResolvedWasmBackendOptions,

@@ -6,6 +6,8 @@ import type { WasmForm } from './invoke.js';
 export const DEFAULT_WASM_WORKERS = 2;
 /** Default number of compiled modules kept (in the main thread, and per worker). */
 export const DEFAULT_MAX_COMPILED_MODULES = 64;
+/** Default size up to which modules compile synchronously (bigger ones compile off-thread). */
+export const DEFAULT_SYNC_COMPILE_MAX_BYTES = 256 * 1024;
 /** Default bytes of stderr kept per invocation (for error details). */
 export const DEFAULT_STDERR_BYTES = 64 * 1024;
 /** Default V8 heap limits of a worker (a backstop: WebAssembly memory is capped separately). */
@@ -39,6 +41,8 @@ export interface WasmBackendOptions {
   maxCompiledModules?: number;
   /** Bytes of stderr kept per invocation and attached to errors. @default 65536 */
   stderrBytes?: number;
+  /** Modules up to this size compile synchronously in the main thread; bigger ones off-thread. @default 262144 */
+  syncCompileMaxBytes?: number;
   /** Worker heap limits (a backstop). @default {@link DEFAULT_WORKER_RESOURCE_LIMITS} */
   workerResourceLimits?: Partial<WasmWorkerResourceLimits>;
   /** Logger. @default noopLogger */
@@ -52,6 +56,7 @@ export interface ResolvedWasmBackendOptions {
   workers: number;
   maxCompiledModules: number;
   stderrBytes: number;
+  syncCompileMaxBytes: number;
   workerResourceLimits: WasmWorkerResourceLimits;
   logger: Logger;
   clock: Clock;
@@ -73,6 +78,11 @@ export function resolveWasmBackendOptions(options: WasmBackendOptions = {}): Res
     workers: positiveInt('workers', options.workers, DEFAULT_WASM_WORKERS),
     maxCompiledModules: positiveInt('maxCompiledModules', options.maxCompiledModules, DEFAULT_MAX_COMPILED_MODULES),
     stderrBytes: positiveInt('stderrBytes', options.stderrBytes, DEFAULT_STDERR_BYTES),
+    syncCompileMaxBytes: positiveInt(
+      'syncCompileMaxBytes',
+      options.syncCompileMaxBytes,
+      DEFAULT_SYNC_COMPILE_MAX_BYTES,
+    ),
     workerResourceLimits: {
       maxOldGenerationSizeMb: positiveInt(
         'workerResourceLimits.maxOldGenerationSizeMb',
