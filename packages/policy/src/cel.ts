@@ -60,6 +60,8 @@ export interface FastExpression {
   readonly slots: readonly ((event: Record<string, unknown>) => unknown)[];
   /** The agent-dependent rest, over the raw {@link AgentView} and the slot values. */
   readonly run: (agent: AgentView, slots: readonly unknown[]) => unknown;
+  /** The JavaScript source of `run`'s body: reads `a` (the agent) and `__s[i]` (slot values). */
+  readonly code: string;
 }
 
 /** The primary engine, bound to a vocabulary. */
@@ -293,8 +295,8 @@ function compileFast(root: ASTNode, vocab: Vocabulary, env: Environment): FastEx
       const type = genTypeOf(checked.type);
       const fn = env.parse(src);
       const i = slots.length;
-      slots.push((event) => toJs(fn({ event })));
-      return { code: `s[${i}]`, type };
+      slots.push(directSlot(n, vocab) ?? ((event) => toJs(fn({ event }))));
+      return { code: `__s[${i}]`, type };
     }
     switch (n.op) {
       case 'value': {
@@ -357,6 +359,14 @@ function compileFast(root: ASTNode, vocab: Vocabulary, env: Environment): FastEx
         const l = gen(n.args[0]);
         const r = gen(n.args[1]);
         if (r.type !== 'list' || l.type === 'list') throw new Unsupported();
+        const slot = /^__s\[(\d+)\]$/.exec(r.code);
+        if (slot) {
+          // A list computed once per event: membership through a Set.
+          const k = Number(slot[1]);
+          const inner = slots[k] as (event: Record<string, unknown>) => unknown;
+          slots[k] = (event) => new Set(inner(event) as unknown[]);
+          return { code: `${r.code}.has(${l.code})`, type: 'bool' };
+        }
         return { code: `${r.code}.includes(${l.code})`, type: 'bool' };
       }
       case '+':
@@ -392,6 +402,41 @@ function compileFast(root: ASTNode, vocab: Vocabulary, env: Environment): FastEx
   };
   const body = gen(root);
   // The generated code reads only declared agent fields, literal values and slot values.
-  const run = new Function('a', 's', `"use strict"; return ${body.code};`) as FastExpression['run'];
-  return { slots, run };
+  const run = new Function('a', '__s', `"use strict"; return ${body.code};`) as FastExpression['run'];
+  return { slots, run, code: body.code };
+}
+
+/** Thrown by direct slots for an absent event attribute (preallocated: no stack capture per event). */
+const ABSENT = new Error('No such key');
+
+/**
+ * Slots of the form `event.f`, `double(event.f)` and `has(event.f)` read the activation directly
+ * (same results as the engine: an absent attribute is an error, except under `has`).
+ */
+function directSlot(n: ASTNode, vocab: Vocabulary): ((event: Record<string, unknown>) => unknown) | undefined {
+  const field = (x: ASTNode | undefined): string | undefined =>
+    x?.op === '.' && x.args[0].op === 'id' && x.args[0].args === 'event' && vocab.event[x.args[1]] !== undefined
+      ? x.args[1]
+      : undefined;
+  const f = field(n);
+  if (f !== undefined) {
+    return (event) => {
+      const v = event[f];
+      if (v === undefined) throw ABSENT;
+      return toJs(v);
+    };
+  }
+  if (n.op === 'call' && n.args[1].length === 1) {
+    const g = field(n.args[1][0]);
+    if (g === undefined) return undefined;
+    if (n.args[0] === 'has') return (event) => event[g] !== undefined;
+    if (n.args[0] === 'double' && vocab.event[g] === 'int') {
+      return (event) => {
+        const v = event[g];
+        if (v === undefined) throw ABSENT;
+        return Number(v);
+      };
+    }
+  }
+  return undefined;
 }

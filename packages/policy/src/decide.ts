@@ -606,6 +606,14 @@ export function decideFast(
       }
       return v === true ? STATIC_TRUE : () => v;
     }
+    // Agent-reading expressions are prepared lazily: only when a closure is actually called.
+    let made: Fn | undefined;
+    return (a, i) => {
+      made ??= make(expr);
+      return made(a, i);
+    };
+  };
+  const make = (expr: CompiledExpression): Fn => {
     let fn: Fn | undefined;
     if (expr.fast) {
       const slots: unknown[] = [];
@@ -676,6 +684,8 @@ export function decideFast(
     rules: string[];
   }
   interface PlannedPref {
+    scoreExpr: CompiledExpression;
+    whenExpr: CompiledExpression | undefined;
     weight: number;
     when: Fn | undefined;
     score: Fn;
@@ -727,6 +737,8 @@ export function decideFast(
       when: pref.when ? build(pref.when) : undefined,
       score: build(pref.score),
       ruleId: pref.ruleId,
+      scoreExpr: pref.score,
+      whenExpr: pref.when,
     }));
     if (p.mode === 'enforce') {
       enforceC.push(...cs);
@@ -803,10 +815,28 @@ export function decideFast(
   const scores = new Float64Array(n);
   const nums = shadows.length > 0 ? new Float64Array(n) : undefined;
   const dens = shadows.length > 0 ? new Float64Array(n) : undefined;
-  const eligibleIdx: number[] = [];
+  let eligibleIdx: number[] = [];
   const excluded: { agentId: string; rules: string[] }[] = [];
   const acc = { num: 0, den: 0 };
-  for (let i = 0; i < n; i++) {
+  const fused = enforceC.length <= 31 ? fusedLoop(state, ev, enforceC, enforceP, check, score) : undefined;
+  if (fused) {
+    const failMask = new Int32Array(n);
+    const elig = new Int32Array(n);
+    const count = fused.run(agents, n, failMask, elig, scores, nums, dens);
+    eligibleIdx = Array.from(elig.subarray(0, count));
+    const byMask = new Map<number, string[]>();
+    for (let i = 0; i < n; i++) {
+      const m = failMask[i] as number;
+      if (m === 0) continue;
+      let rules = byMask.get(m);
+      if (rules === undefined) {
+        rules = enforceC.filter((_, k) => (m & (1 << k)) !== 0).map((pc) => pc.c.ruleId);
+        byMask.set(m, rules);
+      }
+      excluded.push({ agentId: (agents[i] as AgentView).id, rules });
+    }
+  }
+  for (let i = 0; fused === undefined && i < n; i++) {
     const a = agents[i] as AgentView;
     let failed: string[] | undefined;
     let shared = false;
@@ -852,4 +882,146 @@ export function decideFast(
     return { policy: s.name, chosen: best === undefined ? null : (agents[best] as AgentView).id };
   });
   return buildDecision(base, agents, eligibleIdx, scores, excluded, shadow, errors, exceptionUse, o, started);
+}
+
+interface PlannedForFuse {
+  c: CompiledConstraint;
+  when: Fn | undefined;
+  exceptions: readonly unknown[];
+}
+
+interface FusedRun {
+  run(
+    agents: readonly AgentView[],
+    n: number,
+    failMask: Int32Array,
+    elig: Int32Array,
+    scores: Float64Array,
+    nums: Float64Array | undefined,
+    dens: Float64Array | undefined,
+  ): number;
+}
+
+const fusedCache = new WeakMap<FastState, Map<string, (...args: unknown[]) => number>>();
+
+/** Inline code and slot values of an agent-reading expression, when it compiles and its slots evaluate. */
+function inlineOf(
+  expr: CompiledExpression | undefined,
+  ev: Record<string, unknown>,
+): { code: string; slots: unknown[] } | undefined {
+  if (!expr?.readsAgent || !expr.fast) return undefined;
+  const slots: unknown[] = [];
+  for (const f of expr.fast.slots) {
+    try {
+      slots.push(f(ev));
+    } catch {
+      return undefined;
+    }
+  }
+  return { code: expr.fast.code, slots };
+}
+
+/**
+ * One generated loop over all agents for this decision's plan: constraints and preferences in the
+ * compiled subset are inlined; the rest call back into per-rule closures. Cached per plan shape.
+ */
+function fusedLoop(
+  state: FastState,
+  ev: Record<string, unknown>,
+  constraints: readonly PlannedForFuse[],
+  prefs: readonly { weight: number; when: Fn | undefined; score: Fn; ruleId: string }[],
+  check: (pc: never, a: AgentView, i: number, record: boolean) => boolean,
+  score: (ps: never, a: AgentView, i: number, record: boolean, out: { num: number; den: number }) => void,
+): FusedRun | undefined {
+  const S: unknown[][] = [];
+  const F: ((a: AgentView, i: number) => unknown)[] = [];
+  const W: number[] = [];
+  const lines: string[] = [];
+  const slotRef = (code: string, slots: unknown[]) => {
+    const t = S.length;
+    S.push(slots);
+    return code.replace(/__s\[/g, `S${t}[`);
+  };
+  constraints.forEach((pc, k) => {
+    const bit = 1 << k;
+    const req = inlineOf(pc.c.require, ev);
+    const whenNeeded = pc.when !== undefined;
+    const when = whenNeeded ? inlineOf(pc.c.when, ev) : undefined;
+    const f = F.length;
+    F.push((a, i) => check(pc as never, a, i, true));
+    if (!req || (whenNeeded && !when)) {
+      lines.push(`if (!F${f}(a, i)) m |= ${bit};`);
+      return;
+    }
+    const cond = when
+      ? `(!(${slotRef(when.code, when.slots)}) || (${slotRef(req.code, req.slots)}))`
+      : `(${slotRef(req.code, req.slots)})`;
+    // On failure, a constraint with exceptions asks the closure (which checks and records them).
+    lines.push(pc.exceptions.length > 0 ? `if (!${cond} && !F${f}(a, i)) m |= ${bit};` : `if (!${cond}) m |= ${bit};`);
+  });
+  const prefLines: string[] = [];
+  prefs.forEach((p, j) => {
+    W.push(p.weight);
+    const expr = (p as unknown as { scoreExpr?: CompiledExpression }).scoreExpr;
+    const whenExpr = (p as unknown as { whenExpr?: CompiledExpression }).whenExpr;
+    const sc = inlineOf(expr, ev);
+    const wh = whenExpr ? inlineOf(whenExpr, ev) : undefined;
+    if (!sc || (whenExpr && !wh)) {
+      const f = F.length;
+      const one = [p];
+      F.push((a, i) => {
+        const out = { num: 0, den: 0 };
+        score(one as never, a, i, true, out);
+        return out;
+      });
+      prefLines.push(`{ const o = F${f}(a, i); num += o.num; den += o.den; }`);
+      return;
+    }
+    const body = `let v = ${slotRef(sc.code, sc.slots)}; if (!(v >= 0)) v = 0; else if (v > 1) v = 1; num += W[${j}] * v; den += W[${j}];`;
+    prefLines.push(wh ? `if (${slotRef(wh.code, wh.slots)}) { ${body} }` : `{ ${body} }`);
+  });
+  const src = [
+    ...S.map((_, t) => `const S${t} = S[${t}];`),
+    ...F.map((_, f) => `const F${f} = F[${f}];`),
+    'let count = 0;',
+    'for (let i = 0; i < n; i++) {',
+    '  const a = agents[i];',
+    '  let m = 0;',
+    ...lines.map((l) => `  ${l}`),
+    '  if (m !== 0) { failMask[i] = m; continue; }',
+    '  let num = 0; let den = 0;',
+    ...prefLines.map((l) => `  ${l}`),
+    '  scores[i] = den > 0 ? num / den : 0;',
+    '  if (nums !== undefined) { nums[i] = num; dens[i] = den; }',
+    '  elig[count++] = i;',
+    '}',
+    'return count;',
+  ].join('\n');
+  let cache = fusedCache.get(state);
+  if (!cache) {
+    cache = new Map();
+    fusedCache.set(state, cache);
+  }
+  let fn = cache.get(src);
+  if (!fn) {
+    fn = new Function(
+      'S',
+      'F',
+      'W',
+      'agents',
+      'n',
+      'failMask',
+      'elig',
+      'scores',
+      'nums',
+      'dens',
+      `"use strict";\n${src}`,
+    ) as (...args: unknown[]) => number;
+    if (cache.size > 256) cache.clear();
+    cache.set(src, fn);
+  }
+  const f = fn;
+  return {
+    run: (agents, n, failMask, elig, scores, nums, dens) => f(S, F, W, agents, n, failMask, elig, scores, nums, dens),
+  };
 }
