@@ -226,6 +226,16 @@ describe('the cloudevents SDK accepts what we produce', () => {
     const sdk = toSdkEvent(ev);
     expect(sdk.validate()).toBe(true);
     expect(fromSdkEvent(sdk as unknown as Record<string, unknown>)).toEqual(ev);
+    // what the SDK's own structured decoder makes of binary data (a Uint32Array) comes back intact
+    const msg = encodeHttpStructured(ev);
+    const decoded = HTTP.toEvent({ headers: msg.headers, body: Buffer.from(msg.body).toString() });
+    // (the SDK's structured decoder rewrites time into UTC; the instant is the same)
+    expect(fromSdkEvent(decoded as unknown as Record<string, unknown>)).toEqual({
+      ...ev,
+      time: '2026-01-31T11:00:00.500Z',
+    });
+    const { data_base64: _b64, ...rest } = sdk as unknown as Record<string, unknown>;
+    expect(fromSdkEvent({ ...rest, data: new Uint8Array([0, 1, 2, 3, 4]) })).toEqual(ev);
   });
 });
 
