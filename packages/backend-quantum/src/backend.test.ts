@@ -161,6 +161,48 @@ describe('createQuantumBackend', () => {
   });
 });
 
+describe('createQuantumBackend in a worker thread', () => {
+  const heavy = `OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[18];\ncreg c[18];\nh q;\n${Array.from(
+    { length: 400 },
+    (_, i) => `cx q[${i % 17}], q[${(i % 17) + 1}];\nrx(0.1) q[${i % 18}];`,
+  ).join('\n')}\nmeasure q -> c;`;
+
+  it('gives the same result as the in-thread run for the same seed', async () => {
+    const inWorker = createQuantumBackend({ maxQubits: 20, workerMinQubits: 0 });
+    const inThread = createQuantumBackend({ maxQubits: 20, workerMinQubits: Number.POSITIVE_INFINITY });
+    const input = { qasm: BELL.replace('measure q -> c;', 'rx(0.3) q[1];\nmeasure q -> c;'), shots: 3000, seed: 5 };
+    const a = await inWorker.run(job(input));
+    const b = await inThread.run(job(input));
+    expect(a.json).toEqual(b.json);
+    expect(Object.keys((a.json as { counts: object }).counts).length).toBe(4);
+  });
+
+  it('reports errors from the worker with their code', async () => {
+    const b = createQuantumBackend({ maxQubits: 20, workerMinQubits: 0 });
+    // shots are checked by the simulation itself, inside the worker
+    const e = await failure(b.run(job({ qasm: BELL, shots: 2_000_000 })));
+    expect(e.code).toBe(ErrorCode.LIMIT_EXCEEDED);
+    expect(e.message).toMatch(/shots: 2000000 is over the limit of 1000000/);
+  });
+
+  it('terminates the worker when the job is aborted while it runs, with the abort reason', async () => {
+    const b = createQuantumBackend({ maxQubits: 20, workerMinQubits: 0 });
+    const controller = new AbortController();
+    const reason = new MeshError(ErrorCode.SHUTTING_DOWN, 'agent draining');
+    const running = b.run(
+      job({ qasm: heavy, shots: 10 }, { signal: controller.signal, limits: { timeoutMs: 600_000 } }),
+    );
+    controller.abort(reason);
+    expect(await failure(running)).toBe(reason);
+  });
+
+  it('terminates the worker at the workload timeout with TIMEOUT', async () => {
+    const b = createQuantumBackend({ maxQubits: 20, workerMinQubits: 0 });
+    const e = await failure(b.run(job({ qasm: heavy, shots: 10 }, { limits: { timeoutMs: 30 } })));
+    expect(e.code).toBe(ErrorCode.TIMEOUT);
+  });
+});
+
 describe('options', () => {
   it('derives maxQubits from memory: two state vectors of 16 bytes per amplitude within the budget', () => {
     expect(maxQubitsForMemory(16 * 2 ** 30, 16 * 2 ** 30, 0.25)).toBe(27);

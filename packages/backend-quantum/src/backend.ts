@@ -10,7 +10,8 @@ import {
 } from '@meshroute/mesh';
 import { parseQasm } from './compiler.js';
 import { type QuantumBackendOptions, resolveQuantumBackendOptions } from './options.js';
-import { simulateAsync } from './simulator.js';
+import { checkCapacity, planSimulation, type SimulateOptions, simulateAsync } from './simulator.js';
+import { runInWorker } from './worker-runner.js';
 
 /** Name reported in the heartbeat facts. */
 export const SIMULATOR_NAME = 'meshroute-statevector';
@@ -127,8 +128,9 @@ export function fillTemplate(template: string, params: Readonly<Record<string, n
  *
  * `run(job)` reads the input `{ qasm?, params?, shots?, seed?, stateVector? }` (see
  * {@link QuantumJobInput}), simulates, and returns JSON `{ counts, shots, seed, qubits, stateVector? }`.
- * The workload's limits apply: `memoryBytes` bounds the simulator memory, `timeoutMs` the run
- * (checked between gates), `outputBytes` the JSON output.
+ * The workload's limits apply: `memoryBytes` bounds the simulator memory, `timeoutMs` the run,
+ * `outputBytes` the JSON output. Circuits of `workerMinQubits` or more run in a worker thread that
+ * abort and timeout terminate; smaller ones run on the calling thread and stop between gates.
  *
  * @example
  * const quantum = createQuantumBackend({ maxQubits: 24 });
@@ -163,8 +165,9 @@ export function createQuantumBackend(options: QuantumBackendOptions = {}): Compu
           }
           source = fillTemplate(new TextDecoder().decode(job.artifact), input.params ?? {});
         }
-        const program = parseQasm(source, { includes: o.includes });
-        const result = await simulateAsync(program, {
+        const parseOptions = { includes: o.includes };
+        const program = parseQasm(source, parseOptions);
+        const simulateOptions: SimulateOptions = {
           shots: input.shots ?? o.defaultShots,
           maxShots: o.maxShots,
           ...(input.seed === undefined ? {} : { seed: input.seed }),
@@ -172,11 +175,28 @@ export function createQuantumBackend(options: QuantumBackendOptions = {}): Compu
           stateVectorMaxQubits: o.stateVectorMaxQubits,
           maxQubits: o.maxQubits,
           maxMemoryBytes: job.workload.limits.memoryBytes,
-          signal: job.signal,
-          deadlineMs: started + job.workload.limits.timeoutMs,
-          clock: o.clock,
-          yieldIntervalMs: o.yieldIntervalMs,
+        };
+        // capacity is checked here, before a worker or any memory is spent on the circuit
+        checkCapacity(program, planSimulation(program), {
+          maxQubits: o.maxQubits,
+          maxMemoryBytes: job.workload.limits.memoryBytes,
+          stateVector: simulateOptions.stateVector ?? false,
+          stateVectorMaxQubits: o.stateVectorMaxQubits,
         });
+        const deadlineMs = started + job.workload.limits.timeoutMs;
+        const result =
+          program.qubits >= o.workerMinQubits
+            ? await runInWorker(
+                { source, parseOptions, simulateOptions },
+                { signal: job.signal, timeoutMs: Math.max(0, deadlineMs - o.clock.monotonicMs()), clock: o.clock },
+              )
+            : await simulateAsync(program, {
+                ...simulateOptions,
+                signal: job.signal,
+                deadlineMs,
+                clock: o.clock,
+                yieldIntervalMs: o.yieldIntervalMs,
+              });
         const json: QuantumJobOutput = {
           counts: result.counts,
           shots: result.shots,
@@ -198,6 +218,7 @@ export function createQuantumBackend(options: QuantumBackendOptions = {}): Compu
           qubits: result.qubits,
           shots: result.shots,
           mode: result.mode,
+          worker: program.qubits >= o.workerMinQubits,
           executionMs,
         });
         return { json, contentType: 'application/json', executionMs };

@@ -400,7 +400,7 @@ class Compiler {
     if (++this.opCount > this.maxOperations) {
       throw new MeshError(
         ErrorCode.LIMIT_EXCEEDED,
-        `main:${pos.line}:${pos.col}: the program expands to more than ${this.maxOperations} operations`,
+        `${pos.file}:${pos.line}:${pos.col}: the program expands to more than ${this.maxOperations} operations`,
         { details: { file: pos.file, line: pos.line, col: pos.col, maxOperations: this.maxOperations } },
       );
     }

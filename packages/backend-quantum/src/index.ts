@@ -27,6 +27,7 @@ export { QasmError, type QasmRule, type SourcePosition } from './errors.js';
 export type { Matrix2 } from './matrix.js';
 export {
   DEFAULT_MEMORY_FRACTION,
+  DEFAULT_WORKER_MIN_QUBITS,
   maxQubitsForMemory,
   type QuantumBackendOptions,
   type ResolvedQuantumBackendOptions,

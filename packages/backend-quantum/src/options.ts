@@ -10,6 +10,9 @@ import {
   HARD_MAX_QUBITS,
 } from './simulator.js';
 
+/** Default of {@link QuantumBackendOptions.workerMinQubits}. */
+export const DEFAULT_WORKER_MIN_QUBITS = 16;
+
 /** Default share of the machine's memory one simulation may use. */
 export const DEFAULT_MEMORY_FRACTION = 0.25;
 
@@ -34,8 +37,14 @@ export interface QuantumBackendOptions {
   stateVectorMaxQubits?: number;
   /** Files `include` may name besides `qelib1.inc`, by name. @default {} */
   includes?: Readonly<Record<string, string>>;
-  /** Give the event loop a turn at least this often during a simulation, ms. @default 20 */
+  /** Give the event loop a turn at least this often during an in-thread simulation, ms. @default 20 */
   yieldIntervalMs?: number;
+  /**
+   * Simulate circuits of at least this many qubits in a worker thread (abort and timeout then stop
+   * it at once); smaller ones run on the calling thread, yielding between gates. `0`: always a
+   * worker; `Infinity`: never. @default 16
+   */
+  workerMinQubits?: number;
   /** Time source (timeouts, execution time). @default systemClock */
   clock?: Clock;
   /** Where to log. @default noopLogger */
@@ -50,6 +59,7 @@ export interface ResolvedQuantumBackendOptions {
   stateVectorMaxQubits: number;
   includes: Readonly<Record<string, string>>;
   yieldIntervalMs: number;
+  workerMinQubits: number;
   clock: Clock;
   logger: Logger;
 }
@@ -91,8 +101,11 @@ export function resolveQuantumBackendOptions(o: QuantumBackendOptions = {}): Res
   );
   const yieldIntervalMs = o.yieldIntervalMs ?? DEFAULT_YIELD_INTERVAL_MS;
   if (!(yieldIntervalMs >= 0)) throw new ConfigError('yieldIntervalMs', `must be >= 0, got ${yieldIntervalMs}`);
+  const workerMinQubits = o.workerMinQubits ?? DEFAULT_WORKER_MIN_QUBITS;
+  if (!(workerMinQubits >= 0)) throw new ConfigError('workerMinQubits', `must be >= 0, got ${workerMinQubits}`);
   return {
     maxQubits,
+    workerMinQubits,
     defaultShots,
     maxShots,
     stateVectorMaxQubits,
