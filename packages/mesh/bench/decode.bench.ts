@@ -3,6 +3,7 @@
  * attributes, a small JSON body) against the cloudevents SDK v10 `HTTP.toEvent` + `validate()`
  * on the same inputs, in the same run. Target: ours p50 <= 3 us.
  */
+import { cpus, loadavg } from 'node:os';
 import { benchLine, percentiles, reportBench, sampleSync } from '@meshroute/testing';
 import { type CloudEvent, HTTP } from 'cloudevents';
 import { decodeHttp } from '../src/index.js';
@@ -52,11 +53,29 @@ const sdkSamples = sampleSync(
 );
 if (sink === 0) throw new Error('unreachable');
 
+/** CPU time per call (user + system, all threads), less sensitive than wall time to a busy machine. */
+function cpuMicrosPerCall(fn: () => void, calls: number): number {
+  const c0 = process.cpuUsage();
+  for (let i = 0; i < calls; i++) fn();
+  const c = process.cpuUsage(c0);
+  return Math.round(((c.user + c.system) / calls) * 1000) / 1000;
+}
+const oursCpuUs = cpuMicrosPerCall(() => {
+  sink += decodeHttp(headers, body).events.length;
+}, 200_000);
+const sdkCpuUs = cpuMicrosPerCall(() => {
+  if ((HTTP.toEvent({ headers, body: sdkBody }) as CloudEvent<unknown>).validate()) sink++;
+}, 20_000);
+
 reportBench(
   benchLine('mesh.decode.http-binary', 'us', percentiles(oursSamples), percentiles(sdkSamples), {
     target_p50: 3,
     headers: Object.keys(headers).length,
     bodyBytes: body.byteLength,
     baselineName: 'cloudevents@10 HTTP.toEvent + validate()',
+    cpu_us_per_call: oursCpuUs,
+    baseline_cpu_us_per_call: sdkCpuUs,
+    loadavg_1m: Math.round((loadavg()[0] ?? 0) * 100) / 100,
+    cores: cpus().length,
   }),
 );

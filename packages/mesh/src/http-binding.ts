@@ -65,23 +65,55 @@ interface HttpCollect {
   ceContentType: string | undefined;
 }
 
+/** What a header name means to the binding, computed once per distinct raw name. */
+interface HeaderClass {
+  /** The lowercase name. */
+  name: string;
+  /** The attribute a `ce-` header carries; `undefined` for other headers. */
+  attr: string | undefined;
+  /** Whether this is `content-type`. */
+  contentType: boolean;
+}
+
+const headerClasses = new Map<string, HeaderClass>();
+const MAX_HEADER_CLASSES = 512;
+
+function classify(rawName: string): HeaderClass {
+  const known = headerClasses.get(rawName);
+  if (known !== undefined) return known;
+  const name = lower(rawName);
+  const ce =
+    name.length > 3 && name.charCodeAt(0) === 0x63 && name.charCodeAt(1) === 0x65 && name.charCodeAt(2) === 0x2d;
+  const k: HeaderClass = {
+    name,
+    attr: ce ? attributeOfHeader(name, false) : undefined,
+    contentType: name === 'content-type',
+  };
+  if (headerClasses.size < MAX_HEADER_CLASSES) headerClasses.set(rawName, k);
+  return k;
+}
+
 function take(st: HttpCollect, rawName: string, raw: string | readonly string[] | undefined): void {
   if (raw === undefined) return;
-  const name = lower(rawName);
+  const k = classify(rawName);
+  const name = k.name;
+  const attr = k.attr;
   let value: string;
   if (typeof raw === 'string') value = raw;
   else {
     if (raw.length === 0) return;
-    if (raw.length > 1 && (name === 'content-type' || name.startsWith('ce-'))) {
-      const attr = name === 'content-type' ? 'datacontenttype' : name.slice(3);
-      throw new InvalidEventError(attr, 'duplicate-header', `header ${name} appears more than once`);
+    if (raw.length > 1 && (k.contentType || attr !== undefined)) {
+      throw new InvalidEventError(
+        attr ?? 'datacontenttype',
+        'duplicate-header',
+        `header ${name} appears more than once`,
+      );
     }
     value = raw[0] as string;
   }
   const c = st.c;
   c.headerBytes += name.length + value.length;
-  if (name.length > 3 && name.charCodeAt(0) === 0x63 && name.charCodeAt(1) === 0x65 && name.charCodeAt(2) === 0x2d) {
-    const attr = attributeOfHeader(name, false);
+  if (attr !== undefined) {
     const decoded = decodeHeaderValue(value, name, attr);
     if (attr === 'datacontenttype') {
       if (st.ceContentType !== undefined) {
@@ -89,7 +121,7 @@ function take(st: HttpCollect, rawName: string, raw: string | readonly string[] 
       }
       st.ceContentType = decoded;
     } else addAttribute(c, attr, decoded, name);
-  } else if (name === 'content-type') {
+  } else if (k.contentType) {
     if (c.contentType !== undefined) {
       throw new InvalidEventError('datacontenttype', 'duplicate-header', 'header content-type appears more than once');
     }
