@@ -157,35 +157,34 @@ export interface InvocationHost {
 }
 
 /**
- * Build the import object for one invocation of `module`. Imports the main thread let through (see
- * `refuseImport`) get their function; an import that slipped through anyway fails the link.
+ * The linked host of one module for one capability set: a WASI shim and an import object bound to
+ * it, built once and reused by every invocation in this thread. Invocations in a thread run one at
+ * a time, and each one replaces all of the per-invocation state (fds, args, env, memory) before the
+ * instance is created, so nothing carries over from one job to the next.
  */
-export function createInvocationHost(module: WebAssembly.Module, req: InvokeRequest): InvocationHost {
-  const caps = new Set(req.capabilities);
-  const stdout = new Capture(req.outputBytes, req.form === 'command' ? 'abort' : 'drop', 'stdout');
-  const stderr = new Capture(req.stderrBytes, 'drop', 'stderr');
-  const fds: Fd[] = [
-    new OpenFile(new File(req.input, { readonly: true })),
-    new ConsoleStdout(stdout.write),
-    new ConsoleStdout(stderr.write),
-  ];
-  if (caps.has('tmpfs')) fds.push(new PreopenDirectory('/tmp', new Map()));
-  const shim = new WASI([...req.args], [...req.env], fds);
-  let memory: WebAssembly.Memory | undefined =
-    req.importMemory === undefined
-      ? undefined
-      : new WebAssembly.Memory({ initial: req.importMemory.initialPages, maximum: req.importMemory.maximumPages });
-  // The shim reads `inst.exports.memory` on every call; it is set once the instance exists.
+interface Linker {
+  shim: WASI;
+  imports: WebAssembly.Imports;
+  /** The current invocation's memory (imported, or the instance's export once bound). */
+  current: { memory: WebAssembly.Memory | undefined };
+}
+
+const linkers = new WeakMap<WebAssembly.Module, Map<string, Linker>>();
+
+function createLinker(module: WebAssembly.Module, caps: ReadonlySet<string>): Linker {
+  const shim = new WASI([], [], []);
+  const current: Linker['current'] = { memory: undefined };
+  // The shim reads `inst.exports.memory` on every call.
   shim.inst = {
     exports: {
       get memory(): WebAssembly.Memory {
-        if (memory === undefined) {
+        if (current.memory === undefined) {
           throw new GuestAbort({
             reason: 'bad-abi',
             message: 'WASI was called before the module memory was available (from the start section?)',
           });
         }
-        return memory;
+        return current.memory;
       },
     },
   };
@@ -200,33 +199,78 @@ export function createInvocationHost(module: WebAssembly.Module, req: InvokeRequ
     }
     const id = `${imp.module}.${imp.name}`;
     if (HOST_IMPORTS[id] === undefined) continue; // not provided: instantiation fails with a LinkError
-    if (id === 'env.memory') envNs['memory'] = memory as WebAssembly.Memory;
-    else if (id === 'env.abort') {
+    if (id === 'env.abort') {
       envNs['abort'] = (msg: number, file: number, line: number, col: number) => {
-        const text = readAsString(memory, msg) ?? 'abort';
-        const where = readAsString(memory, file);
+        const text = readAsString(current.memory, msg) ?? 'abort';
+        const where = readAsString(current.memory, file);
         throw new GuestAbort({
           reason: 'trap',
           message: `abort: ${text}${where === undefined ? '' : ` at ${where}:${line}:${col}`}`,
         });
       };
     } else if (id === 'env.seed' && caps.has('random')) {
-      envNs['seed'] = () => crypto.getRandomValues(new Uint32Array(2)).reduce((a, b) => a * 2 ** 32 + b, 0);
+      envNs['seed'] = () => (crypto.getRandomValues(new Uint32Array(1))[0] as number) * 2 ** 20 + Math.random();
     }
+    // env.memory is set per invocation.
   }
   const imports: WebAssembly.Imports = {};
   if (Object.keys(wasiNs).length > 0) imports[WASI_MODULE] = wasiNs;
-  if (Object.keys(envNs).length > 0) imports['env'] = envNs;
+  imports['env'] = envNs;
+  return { shim, imports, current };
+}
+
+function linkerFor(module: WebAssembly.Module, capabilities: readonly string[]): Linker {
+  let byCaps = linkers.get(module);
+  if (byCaps === undefined) {
+    byCaps = new Map();
+    linkers.set(module, byCaps);
+  }
+  const key = capabilities.length === 0 ? '' : [...capabilities].sort().join(',');
+  let linker = byCaps.get(key);
+  if (linker === undefined) {
+    linker = createLinker(module, new Set(capabilities));
+    byCaps.set(key, linker);
+  }
+  return linker;
+}
+
+/**
+ * Prepare the host side of one invocation of `module`: fresh fds (stdin from the input, stdout and
+ * stderr captured, `/tmp` only with `tmpfs`), args, env and memory, and the import object. Imports
+ * the main thread let through (see `refuseImport`) get their function; an import that slipped
+ * through anyway fails the link.
+ */
+export function createInvocationHost(module: WebAssembly.Module, req: InvokeRequest): InvocationHost {
+  const linker = linkerFor(module, req.capabilities);
+  const stdout = new Capture(req.outputBytes, req.form === 'command' ? 'abort' : 'drop', 'stdout');
+  const stderr = new Capture(req.stderrBytes, 'drop', 'stderr');
+  const fds: Fd[] = [
+    new OpenFile(new File(req.input, { readonly: true })),
+    new ConsoleStdout(stdout.write),
+    new ConsoleStdout(stderr.write),
+  ];
+  if (req.capabilities.includes('tmpfs')) fds.push(new PreopenDirectory('/tmp', new Map()));
+  const { shim, current, imports } = linker;
+  shim.fds = fds;
+  shim.args = [...req.args];
+  shim.env = [...req.env];
+  current.memory =
+    req.importMemory === undefined
+      ? undefined
+      : new WebAssembly.Memory({ initial: req.importMemory.initialPages, maximum: req.importMemory.maximumPages });
+  const env = imports['env'] as WebAssembly.ModuleImports;
+  if (current.memory !== undefined) env['memory'] = current.memory;
+  else delete env['memory'];
   return {
     imports,
     stdout,
     stderr,
     bind(instance) {
       const exported = instance.exports['memory'];
-      if (memory === undefined && exported instanceof WebAssembly.Memory) memory = exported;
-      return memory;
+      if (current.memory === undefined && exported instanceof WebAssembly.Memory) current.memory = exported;
+      return current.memory;
     },
-    memory: () => memory,
+    memory: () => current.memory,
   };
 }
 
