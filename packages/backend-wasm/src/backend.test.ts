@@ -327,9 +327,11 @@ describe('capabilities', () => {
     expect(text(out.bytes)).toBe('200');
   });
 
-  it('one job's environment does not leak into the next job of the same module', async () => {
+  it('the environment of one job does not leak into the next job of the same module', async () => {
     const caps = { capabilities: ['env', 'clock', 'random'] };
-    expect(text((await backend.run(job(workload({ env: { A: '1', B: '2', C: '3' } }, caps), bytes))).bytes)).toBe('300');
+    expect(text((await backend.run(job(workload({ env: { A: '1', B: '2', C: '3' } }, caps), bytes))).bytes)).toBe(
+      '300',
+    );
     expect(text((await backend.run(job(workload({ env: { A: '1' } }, caps), bytes))).bytes)).toBe('100');
     expect(text((await backend.run(job(workload({}, caps), bytes))).bytes)).toBe('000');
   });
