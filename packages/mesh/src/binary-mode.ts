@@ -199,7 +199,9 @@ export function structuredKind(contentType: string | undefined): 'structured' | 
   const semi = contentType.indexOf(';');
   const essence = (semi < 0 ? contentType : contentType.slice(0, semi)).trim().toLowerCase();
   if (!essence.startsWith('application/cloudevents')) return undefined;
-  if (essence === CE_JSON) return 'structured';
+  // The bare `application/cloudevents` is how the NATS binding names structured mode; JSON is
+  // the one format every binding must support.
+  if (essence === CE_JSON || essence === 'application/cloudevents') return 'structured';
   if (essence === CE_BATCH_JSON) return 'batch';
   return 'unsupported';
 }

@@ -412,6 +412,11 @@ describe('NATS binding details', () => {
     });
   });
 
+  it('reads the bare application/cloudevents content type as JSON structured mode', () => {
+    const structured = encodeNatsStructured({ specversion: '1.0', id: '1', source: '/s', type: 't' });
+    expect(decodeNats(h({ 'Content-Type': 'application/cloudevents' }), structured.body)).toMatchObject({ id: '1' });
+  });
+
   it('reads a message without headers (servers before 2.2) as structured', () => {
     const structured = encodeNatsStructured({ specversion: '1.0', id: '1', source: '/s', type: 't' });
     expect(decodeNats(undefined, structured.body)).toEqual({ specversion: '1.0', id: '1', source: '/s', type: 't' });
