@@ -90,7 +90,10 @@ describe('sandbox escape through an outward symlink', () => {
     const out = openSync(outFile, 'w');
     try {
       const wasi = new WASI({ version: 'preview1', preopens: { '/sandbox': join(root, 'sandbox') }, stdout: out });
-      const instance = new WebAssembly.Instance(new WebAssembly.Module(escaper), wasi.getImportObject());
+      const instance = new WebAssembly.Instance(
+        new WebAssembly.Module(escaper),
+        wasi.getImportObject() as WebAssembly.Imports,
+      );
       wasi.start(instance);
     } finally {
       closeSync(out);
