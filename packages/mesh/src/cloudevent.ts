@@ -42,7 +42,7 @@ export interface EventValidationOptions {
   maxEventBytes?: number;
   /**
    * Also validate the intent extension attributes (`residency`, `latencybudgetms`, ...) through
-   * `parseIntent`, so that an invalid intent is an {@link InvalidIntentError} naming it.
+   * `validateIntent` (the rules of `parseIntent`), so that an invalid intent is an {@link InvalidIntentError} naming it.
    * @default true
    */
   validateIntent?: boolean;
@@ -267,7 +267,7 @@ function approximateSize(event: Record<string, unknown>): number {
  * `uri-reference` (source), `absolute-uri` (dataschema), `media-type` (datacontenttype),
  * `rfc3339` (time), `extension-name`, `extension-type`, `integer`, `integer-range`,
  * `data-exclusive`, `base64`, `data-string`; the size limit is a {@link PayloadTooLargeError};
- * intent attributes are checked by `parseIntent` ({@link InvalidIntentError}).
+ * intent attributes are checked by `validateIntent` ({@link InvalidIntentError}).
  *
  * @example
  * const event = validateEvent(JSON.parse(body));

@@ -1,8 +1,10 @@
 import { type CloudEvent, HTTP } from 'cloudevents';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { type CloudEventJson, validateBatch, validateEvent } from './cloudevent.js';
 import { InvalidEventError, InvalidIntentError, PayloadTooLargeError } from './errors.js';
 import { decodeHttp } from './http-binding.js';
+import { parseIntent, parseRfc3339, validateIntent } from './intent.js';
 
 const base: CloudEventJson = {
   specversion: '1.0',
@@ -276,5 +278,60 @@ describe('where the cloudevents SDK v10 is lenient, we reject', () => {
       attribute: 'source',
       rule: 'uri-reference',
     });
+  });
+});
+
+describe('parseRfc3339 (hand-written hot path)', () => {
+  it('agrees with Date for any instant, in UTC and with offsets', () => {
+    fc.assert(
+      fc.property(
+        fc.date({ min: new Date('0001-01-02T00:00:00Z'), max: new Date('9998-12-31T23:59:59Z'), noInvalidDate: true }),
+        fc.integer({ min: -23 * 60 - 59, max: 23 * 60 + 59 }),
+        (d, offsetMin) => {
+          expect(parseRfc3339(d.toISOString())).toBe(d.getTime());
+          const local = new Date(d.getTime() + offsetMin * 60_000).toISOString().slice(0, 23);
+          const abs = Math.abs(offsetMin);
+          const off = `${offsetMin < 0 ? '-' : '+'}${String(Math.floor(abs / 60)).padStart(2, '0')}:${String(abs % 60).padStart(2, '0')}`;
+          expect(parseRfc3339(`${local}${off}`)).toBe(d.getTime());
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
+  it.each([
+    '2026-02-29T00:00:00Z',
+    '1900-02-29T00:00:00Z',
+    '2026-04-31T00:00:00Z',
+    '2026-01-31T23:59:60Z',
+    '2026-01-31T24:00:00Z',
+    '2026-01-31T12:60:00Z',
+    '2026-01-31T12:00:00+24:00',
+    '2026-01-31T12:00:00.Z',
+    '2026-01-31T12:00:00',
+    '2026-01-31 12:00:00Z',
+    '+2026-01-31T12:00:00Z',
+    '2026-1-31T12:00:00Z',
+    '2026-01-31T12:00:00Zjunk',
+  ])('rejects %s', (value) => {
+    expect(parseRfc3339(value)).toBeUndefined();
+  });
+
+  it('accepts lowercase t and z, and truncates beyond milliseconds', () => {
+    expect(parseRfc3339('2026-01-31t12:00:00.123456z')).toBe(Date.parse('2026-01-31T12:00:00.123Z'));
+    expect(parseRfc3339('2000-02-29T00:00:00.5Z')).toBe(Date.parse('2000-02-29T00:00:00.500Z'));
+  });
+});
+
+describe('validateIntent', () => {
+  it('throws what parseIntent throws, and remembers valid residency values', () => {
+    for (const bag of [{ residency: 'mars' }, { residency: 'eu,,DE' }, { pii: 'yes' }, { latencybudgetms: 0 }]) {
+      const a = caught(() => parseIntent(bag)) as InvalidIntentError;
+      const b = caught(() => validateIntent(bag)) as InvalidIntentError;
+      expect([b.attribute, b.rule]).toEqual([a.attribute, a.rule]);
+    }
+    validateIntent({ residency: 'eu,CH' });
+    validateIntent({ residency: 'eu,CH' });
+    expect(caught(() => validateIntent({ residency: 'eu,CH', tenant: 'a b' }))).toMatchObject({ attribute: 'tenant' });
   });
 });
