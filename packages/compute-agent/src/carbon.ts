@@ -142,7 +142,10 @@ function latestRating(body: unknown): number {
  * `pollIntervalMs` with a timeout. On failure it keeps the last known value (or `fallback`) and
  * marks it `provider-stale`.
  */
-export function carbonAwareProvider(options: CarbonAwareProviderOptions): CarbonSource {
+export function carbonAwareProvider(options: CarbonAwareProviderOptions): CarbonSource & {
+  /** Ask the provider now (the poll does this every `pollIntervalMs`). Never rejects. */
+  refresh(): Promise<void>;
+} {
   let base: URL;
   try {
     base = new URL(options.url);
@@ -204,6 +207,7 @@ export function carbonAwareProvider(options: CarbonAwareProviderOptions): Carbon
       started ??= poll().then(schedule);
       return started;
     },
+    refresh: poll,
     async close() {
       closed = true;
       cancel?.();
