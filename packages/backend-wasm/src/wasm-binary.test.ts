@@ -123,3 +123,54 @@ describe('refuseImport', () => {
     expect(refuseImport([imp('env', 'seed')], new Set(['random']))).toBeUndefined();
   });
 });
+
+describe('rewriteMemoryMaximum (property)', () => {
+  const leb = (n: number): number[] => {
+    const out: number[] = [];
+    do {
+      let b = n & 0x7f;
+      n = Math.floor(n / 128);
+      if (n > 0) b |= 0x80;
+      out.push(b);
+    } while (n > 0);
+    return out;
+  };
+  /** A module with one memory (exported as "memory") and a custom section before and after it. */
+  const build = (initial: number, maximum: number | undefined): Uint8Array => {
+    const limits = maximum === undefined ? [0, ...leb(initial)] : [1, ...leb(initial), ...leb(maximum)];
+    const memSection = [1, ...limits];
+    const exportSection = [1, 6, ...new TextEncoder().encode('memory'), 2, 0];
+    const custom = [4, ...new TextEncoder().encode('note'), 1, 2, 3];
+    return new Uint8Array([
+      ...[0, 0x61, 0x73, 0x6d, 1, 0, 0, 0],
+      ...[0, ...leb(custom.length), ...custom],
+      ...[5, ...leb(memSection.length), ...memSection],
+      ...[7, ...leb(exportSection.length), ...exportSection],
+      ...[0, ...leb(custom.length), ...custom],
+    ]);
+  };
+
+  it('the engine lets the memory grow to exactly the cap', async () => {
+    const fc = (await import('fast-check')).default;
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 300 }),
+        fc.option(fc.integer({ min: 0, max: 65_536 }), { nil: undefined }),
+        fc.integer({ min: 1, max: 600 }),
+        (initial, maxOffset, cap) => {
+          fc.pre(initial <= cap);
+          const maximum = maxOffset === undefined ? undefined : initial + maxOffset;
+          const bytes = build(initial, maximum);
+          const capped = rewriteMemoryMaximum(bytes, parseModuleInfo(bytes), cap);
+          expect(WebAssembly.validate(capped)).toBe(true);
+          const memory = new WebAssembly.Instance(new WebAssembly.Module(capped)).exports[
+            'memory'
+          ] as WebAssembly.Memory;
+          expect(memory.grow(cap - initial)).toBe(initial);
+          expect(() => memory.grow(1)).toThrow(RangeError);
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
+});
