@@ -109,6 +109,16 @@ describe('bad modules get typed errors and the backend keeps serving', () => {
     expect(err.message).toContain('unreachable');
   });
 
+  it('stack overflow (unbounded recursion) is a trap', async () => {
+    const recurse = await wat(`(module (memory (export "memory") 1)
+      (func $f (call $f))
+      (func (export "_start") (call $f)))`);
+    const err = await failure(backend.run(job(workload(), recurse)));
+    expect(err.code).toBe(ErrorCode.WORKLOAD_FAILED);
+    expect(err.reason).toBe('trap');
+    expect(err.message).toMatch(/call stack/i);
+  });
+
   it('memory bomb: memory.grow stops at the cap and the trap is reported as LIMIT_EXCEEDED', async () => {
     const bomb = await wat(`(module (memory (export "memory") 1)
       (func (export "_start")
