@@ -7,8 +7,9 @@
  *
  * Run: `npm run bench -- random-circuit`.
  */
+import os from 'node:os';
 import { parseQasm, simulate } from '@meshroute/backend-quantum';
-import { benchLine, percentiles, reportBench, sampleSync } from '@meshroute/testing';
+import { benchLine, percentiles, reportBench } from '@meshroute/testing';
 import { type GateCall, REFERENCE_GATES, referenceStateVector, toQasm } from '../test/reference-engine.js';
 import { lcg } from '../test/test-support.js';
 
@@ -33,18 +34,35 @@ function randomCircuit(qubits: number, depth: number, seed: number): GateCall[] 
   return calls;
 }
 
-function ours(qubits: number): { p: ReturnType<typeof percentiles>; iterations: number } {
-  const source = `${toQasm(qubits, randomCircuit(qubits, DEPTH, qubits))}\ncreg c[${qubits}];\nmeasure q -> c;`;
-  const iterations = qubits >= 18 ? 5 : 20;
-  // parse + simulate + sample 1024 shots: what a job pays
-  const samples = sampleSync(() => simulate(parseQasm(source), { shots: 1024, seed: 1 }), { iterations, warmup: 1 });
-  return { p: percentiles(samples.map((us) => us / 1000)), iterations };
+/** Wall time and CPU time (user + system of this process) of each run, ms. */
+function measure(fn: () => unknown, iterations: number, warmup: number): { wall: number[]; cpu: number[] } {
+  for (let i = 0; i < warmup; i++) fn();
+  const wall: number[] = [];
+  const cpu: number[] = [];
+  for (let i = 0; i < iterations; i++) {
+    const c0 = process.cpuUsage();
+    const t0 = performance.now();
+    fn();
+    wall.push(performance.now() - t0);
+    const c = process.cpuUsage(c0);
+    cpu.push((c.user + c.system) / 1000);
+  }
+  return { wall, cpu };
 }
 
+function ours(qubits: number): { p: ReturnType<typeof percentiles>; cpu: ReturnType<typeof percentiles> } {
+  const source = `${toQasm(qubits, randomCircuit(qubits, DEPTH, qubits))}\ncreg c[${qubits}];\nmeasure q -> c;`;
+  // parse + simulate + sample 1024 shots: what a job pays
+  const m = measure(() => simulate(parseQasm(source), { shots: 1024, seed: 1 }), qubits >= 18 ? 5 : 20, 1);
+  return { p: percentiles(m.wall), cpu: percentiles(m.cpu) };
+}
+
+let lastReferenceCpu = percentiles([Number.NaN]);
 function reference(qubits: number, iterations: number): ReturnType<typeof percentiles> {
   const calls = randomCircuit(qubits, DEPTH, qubits);
-  const samples = sampleSync(() => referenceStateVector(qubits, calls), { iterations, warmup: 0 });
-  return percentiles(samples.map((us) => us / 1000));
+  const m = measure(() => referenceStateVector(qubits, calls), iterations, 0);
+  lastReferenceCpu = percentiles(m.cpu);
+  return percentiles(m.wall);
 }
 
 // Find the largest size the reference engine finishes within the budget: grow one qubit at a
@@ -62,11 +80,17 @@ while (refQubits < TARGET_QUBITS) {
 }
 const last = refTimes.get(refQubits) as number;
 const refStats = last * 3 < REFERENCE_BUDGET_MS ? reference(refQubits, 3) : percentiles([last]);
+const refCpu = lastReferenceCpu;
+const machine = { cores: os.availableParallelism(), loadAverage1m: Math.round((os.loadavg()[0] ?? 0) * 10) / 10 };
 const oursSame = ours(refQubits);
 reportBench(
   benchLine(`quantum.random-circuit.${refQubits}q-d${DEPTH}.vs-quantum-circuit`, 'ms', oursSame.p, refStats, {
     qubits: refQubits,
     depth: DEPTH,
+    speedup: Math.round(refStats.p50 / oursSame.p.p50),
+    cpu_p50: Math.round(oursSame.cpu.p50),
+    baseline_cpu_p50: Math.round(refCpu.p50),
+    ...machine,
     baselineEngine: 'quantum-circuit@0.9 (state vector only, no sampling)',
     note:
       refQubits < TARGET_QUBITS
@@ -82,12 +106,15 @@ reportBench({
     depth: DEPTH,
     targetMs: TARGET_MS,
     meetsTarget: target.p.p50 <= TARGET_MS,
+    cpu_p50: Math.round(target.cpu.p50),
+    cpu_p99: Math.round(target.cpu.p99),
+    ...machine,
   }),
   ...(refQubits < TARGET_QUBITS
     ? {
-        baseline: null,
-        ratio: null,
-        baseline_p99: null,
+        baseline: Number.NaN, // printed as null: no baseline at this size
+        ratio: Number.NaN,
+        baseline_p99: Number.NaN,
         note: `quantum-circuit does not finish ${TARGET_QUBITS} qubits within ${REFERENCE_BUDGET_MS} ms; the ratio is on the ${refQubits}-qubit line`,
       }
     : {}),
