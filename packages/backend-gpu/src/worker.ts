@@ -8,6 +8,8 @@ import type { FromWorker, ToWorker, WorkerInit } from './protocol.js';
 import { type Fetch, isSupportedType, type TensorData, type TensorInfo } from './tensor-io.js';
 
 const init = workerData as WorkerInit;
+// Failures come back as exceptions (and reach the caller as typed errors); keep ONNX Runtime's own log quiet.
+env.logLevel = 'fatal';
 const port = parentPort;
 if (port === null) throw new Error('worker.ts must run in a worker thread');
 const sessions = new Map<string, InferenceSession>();
