@@ -4,9 +4,9 @@
  * on the same inputs, in the same run. Target: ours p50 <= 3 us.
  */
 import { cpus, loadavg } from 'node:os';
+import { decodeHttp } from '@meshroute/mesh';
 import { benchLine, percentiles, reportBench, sampleSync } from '@meshroute/testing';
 import { type CloudEvent, HTTP } from 'cloudevents';
-import { decodeHttp } from '../src/index.js';
 
 const headers: Record<string, string> = {
   host: 'ingress.example.com',
