@@ -27,6 +27,8 @@ export type WorkerMessage = { type: 'ready' } | { type: 'result'; jobId: number;
 const port = parentPort;
 if (port === null) throw new Error('worker.ts must run in a worker thread');
 const modules = new Map<string, WebAssembly.Module>();
+/** Outputs from this size are transferred rather than copied. */
+const TRANSFER_MIN_BYTES = 64 * 1024;
 
 port.on('message', (msg: WorkerRunMessage) => {
   for (const key of msg.evict) modules.delete(key);
@@ -43,8 +45,11 @@ port.on('message', (msg: WorkerRunMessage) => {
   } else {
     result = invoke(module, msg.request);
   }
+  // Large outputs are transferred (no copy); for small ones a transfer list buys nothing.
   const transfer: ArrayBuffer[] = [];
-  if (result.ok && result.output.buffer instanceof ArrayBuffer) transfer.push(result.output.buffer);
+  if (result.ok && result.output.byteLength >= TRANSFER_MIN_BYTES && result.output.buffer instanceof ArrayBuffer) {
+    transfer.push(result.output.buffer);
+  }
   port.postMessage({ type: 'result', jobId: msg.jobId, result } satisfies WorkerMessage, transfer);
 });
 port.postMessage({ type: 'ready' } satisfies WorkerMessage);
