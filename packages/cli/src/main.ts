@@ -5,14 +5,20 @@
 
 import { MeshError } from '@meshroute/mesh';
 import { Command, CommanderError } from 'commander';
+import { register as registerAgent } from './commands/agent.js';
 import { register as registerPolicy } from './commands/policy.js';
+import { register as registerRun } from './commands/run.js';
 import { register as registerVersion } from './commands/version.js';
+import { register as registerWorkload } from './commands/workload.js';
 import { type CliContext, createContext } from './context.js';
 
 /** Register every command on `program`. Add new commands here. */
 function registerAll(program: Command, ctx: CliContext): void {
   registerVersion(program, ctx);
   registerPolicy(program, ctx);
+  registerAgent(program, ctx);
+  registerRun(program, ctx);
+  registerWorkload(program, ctx);
 }
 
 /**
