@@ -9,10 +9,10 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { artifactDigest, createWasmBackend, prepareModule } from '@meshroute/backend-wasm';
+import { invoke } from '@meshroute/backend-wasm/internal';
 import { DEFAULT_WORKLOAD_LIMITS, type WorkloadSpec } from '@meshroute/mesh';
 import { benchLine, percentiles, reportBench, sampleAsync, sampleSync } from '@meshroute/testing';
-import { artifactDigest, createWasmBackend, prepareModule } from '../src/index.js';
-import { invoke } from '../src/internal.js';
 import { commandRequest, exampleBytes, uniqueVariant } from './support.js';
 
 const COLD_RUNS = 400;

@@ -8,8 +8,8 @@
  *   postMessage, vs sending the bytes and compiling in each worker.
  */
 import { Worker } from 'node:worker_threads';
+import { createInvocationHost } from '@meshroute/backend-wasm/internal';
 import { benchLine, percentiles, reportBench, sampleAsync, sampleSync } from '@meshroute/testing';
-import { createInvocationHost } from '../src/internal.js';
 import { commandRequest, exampleBytes, uniqueVariant } from './support.js';
 
 const bytes = exampleBytes('checksum');

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { InvokeRequest } from '../src/internal.js';
+import type { InvokeRequest } from '@meshroute/backend-wasm/internal';
 
 const dir = dirname(fileURLToPath(import.meta.url));
 
