@@ -28,7 +28,9 @@ function probsOf(out: { json?: unknown }): { dims: number[]; data: number[] } {
 
 function expectClose(got: number[], want: number[]): void {
   expect(got.length).toBe(want.length);
-  got.forEach((v, i) => expect(v).toBeCloseTo(want[i] as number, 5));
+  got.forEach((v, i) => {
+    expect(v).toBeCloseTo(want[i] as number, 5);
+  });
 }
 
 describe('inference on CPU', () => {

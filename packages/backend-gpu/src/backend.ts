@@ -33,6 +33,7 @@ import {
   type ModelInfo,
   modelInfo,
   type OutputTensorJson,
+  outputJsonUpperBound,
   parseJobInput,
   sliceRows,
   tensorToJson,
@@ -408,7 +409,7 @@ export function createGpuBackend(options: GpuBackendOptions = {}): GpuBackend {
       const outputs: Record<string, OutputTensorJson> = {};
       for (const f of fetches) outputs[f.name] = tensorToJson(f);
       const json: GpuJobOutput = { outputs };
-      const size = Buffer.byteLength(JSON.stringify(json));
+      const size = outputJsonUpperBound(fetches) <= r.outputBytes ? 0 : Buffer.byteLength(JSON.stringify(json));
       if (size > r.outputBytes) {
         finish(
           r,

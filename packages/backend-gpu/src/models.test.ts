@@ -33,7 +33,9 @@ describe('model builder', () => {
     expect(probs?.dims).toEqual([5, 10]);
     const expected = classifyReference(model, rows).flat();
     const got = Array.from(probs?.data as Float32Array);
-    got.forEach((v, i) => expect(v).toBeCloseTo(expected[i] as number, 5));
+    got.forEach((v, i) => {
+      expect(v).toBeCloseTo(expected[i] as number, 5);
+    });
     // softmax rows sum to 1
     for (let r = 0; r < 5; r++) expect(got.slice(r * 10, r * 10 + 10).reduce((s, v) => s + v, 0)).toBeCloseTo(1, 5);
     await session.release();

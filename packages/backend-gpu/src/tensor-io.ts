@@ -264,16 +264,28 @@ function parseNested(raw: unknown, info: TensorInfo, type: TensorType, workload:
     probe = probe[0];
   }
   checkDims(dims, info, workload);
-  const flat = dims.length === 0 ? [raw] : (raw as unknown[]).flat(dims.length - 1);
   const count = dims.reduce((a, b) => a * b, 1);
-  if (flat.length !== count || flat.some((v) => Array.isArray(v))) {
+  const flat: unknown[] = new Array(count);
+  let n = 0;
+  let rectangular = true;
+  const walk = (v: unknown, depth: number): void => {
+    if (depth === dims.length) {
+      if (Array.isArray(v)) rectangular = false;
+      else flat[n++] = v;
+      return;
+    }
+    if (!Array.isArray(v) || v.length !== dims[depth]) {
+      rectangular = false;
+      return;
+    }
+    for (let i = 0; i < v.length && rectangular; i++) walk(v[i], depth + 1);
+  };
+  walk(raw, 0);
+  if (!rectangular || n !== count) {
     throw invalid(
       workload,
       `input ${JSON.stringify(info.name)} is not a rectangular array of dims ${JSON.stringify(dims)}`,
-      {
-        input: info.name,
-        rule: 'rectangular',
-      },
+      { input: info.name, rule: 'rectangular' },
     );
   }
   return { name: info.name, type, dims, data: fill(type, flat, info.name, workload) };
@@ -355,6 +367,17 @@ export function sliceRows(t: Fetch, start: number, rows: number): Fetch {
     dims: [rows, ...t.dims.slice(1)],
     data: t.data.subarray(start * rowSize, (start + rows) * rowSize) as TensorData,
   };
+}
+
+/** Characters a JSON value of any supported element type takes at most (`-1.2345678901234567e-308`, a quoted int64). */
+const MAX_JSON_CHARS_PER_VALUE = 25;
+
+/** An upper bound of the JSON size of outputs, bytes: exact sizing (stringify) is only needed above it. */
+export function outputJsonUpperBound(fetches: readonly Fetch[]): number {
+  let bytes = 16;
+  for (const f of fetches)
+    bytes += 64 + f.name.length * 6 + f.dims.length * 21 + f.data.length * (MAX_JSON_CHARS_PER_VALUE + 1);
+  return bytes;
 }
 
 /** The JSON of one output tensor (see the module doc for int64 and non-finite values). */
