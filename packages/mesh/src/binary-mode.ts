@@ -194,8 +194,20 @@ export const CE_JSON = 'application/cloudevents+json';
 export const CE_BATCH_JSON = 'application/cloudevents-batch+json';
 
 /** Which structured format a content type names: `structured`, `batch`, another CE format, or none. */
-export function structuredKind(contentType: string | undefined): 'structured' | 'batch' | 'unsupported' | undefined {
+export function structuredKind(contentType: string | undefined): StructuredKind {
   if (contentType === undefined) return undefined;
+  const cached = kindCache.get(contentType);
+  if (cached !== undefined) return cached === 'none' ? undefined : cached;
+  const kind = computeStructuredKind(contentType);
+  if (kindCache.size < 256) kindCache.set(contentType, kind ?? 'none');
+  return kind;
+}
+
+/** The structured format a content type names, if any. */
+export type StructuredKind = 'structured' | 'batch' | 'unsupported' | undefined;
+const kindCache = new Map<string, Exclude<StructuredKind, undefined> | 'none'>();
+
+function computeStructuredKind(contentType: string): StructuredKind {
   const semi = contentType.indexOf(';');
   const essence = (semi < 0 ? contentType : contentType.slice(0, semi)).trim().toLowerCase();
   if (!essence.startsWith('application/cloudevents')) return undefined;
