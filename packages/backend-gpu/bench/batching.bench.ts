@@ -17,7 +17,7 @@ import { benchLine, percentiles, reportBench } from '@meshroute/testing';
 import { buildClassifyModel } from '../scripts/onnx-models.mjs';
 
 const CONCURRENCY = 256;
-const ROUNDS = Number(process.env['GPU_BENCH_ROUNDS'] ?? 20);
+const ROUNDS = Number(process.env['GPU_BENCH_ROUNDS'] ?? 15);
 const model = buildClassifyModel();
 const digest = `sha256:${createHash('sha256').update(model.bytes).digest('hex')}`;
 const workload = {
@@ -53,29 +53,34 @@ async function round(gpu: GpuBackend, concurrent: boolean): Promise<[number, num
   return [CONCURRENCY / ((performance.now() - t0) / 1000), latencies];
 }
 
-async function measure(gpu: GpuBackend, concurrent: boolean, rounds: number) {
-  await gpu.ready();
-  await round(gpu, concurrent); // warm-up: model load, JIT
-  const throughput: number[] = [];
-  const latency: number[] = [];
-  for (let r = 0; r < rounds; r++) {
-    const [rps, lat] = await round(gpu, concurrent);
-    throughput.push(rps);
-    latency.push(...lat);
-  }
-  return { throughput: percentiles(throughput), latency: percentiles(latency) };
-}
-
+/**
+ * Rounds of the three modes interleaved (batched, serial, unbatched concurrent, batched, ...), so
+ * that load from other processes on the machine hits all three alike.
+ */
 const batched = createGpuBackend({ maxBatchSize: 64, maxBatchDelayMs: 2 });
+const single = createGpuBackend({ maxBatchSize: 1, maxBatchDelayMs: 0 });
 const facts = await batched.ready();
-const withBatching = await measure(batched, true, ROUNDS);
+await single.ready();
+await round(batched, true); // warm-up: model load, JIT
+await round(single, false);
+const samples = { batched: [[], []], serial: [[], []], unbatched: [[], []] } as Record<string, [number[], number[]]>;
+const keep = (name: string, [rps, lat]: [number, number[]]) => {
+  const s = samples[name] as [number[], number[]];
+  s[0].push(rps);
+  s[1].push(...lat);
+};
+for (let r = 0; r < ROUNDS; r++) {
+  keep('batched', await round(batched, true));
+  keep('serial', await round(single, false));
+  keep('unbatched', await round(single, true));
+}
 const stats = gpuBackendInternals(batched).stats();
 await batched.close();
-
-const single = createGpuBackend({ maxBatchSize: 1, maxBatchDelayMs: 0 });
-const serial = await measure(single, false, Math.max(3, Math.ceil(ROUNDS / 4)));
-const unbatched = await measure(single, true, Math.max(3, Math.ceil(ROUNDS / 4)));
 await single.close();
+const pct = (name: string, i: 0 | 1) => percentiles((samples[name] as [number[], number[]])[i]);
+const withBatching = { throughput: pct('batched', 0), latency: pct('batched', 1) };
+const serial = { throughput: pct('serial', 0), latency: pct('serial', 1) };
+const unbatched = { throughput: pct('unbatched', 0) };
 
 const common = {
   concurrency: CONCURRENCY,
