@@ -256,6 +256,14 @@ describe('reactor ABI', () => {
     const out = await backend.run(job(workload({ form: 'reactor' }), echo, 'round trip'));
     expect(text(out.bytes)).toBe('round trip');
   });
+  it('a reactor importing env.memory instead of exporting it', async () => {
+    const echo = await wat(`(module (import "env" "memory" (memory 1))
+      (func (export "alloc") (param i32) (result i32) (i32.const 1024))
+      (func (export "run") (param $p i32) (param $n i32) (result i64)
+        (i64.or (i64.shl (i64.extend_i32_u (local.get $p)) (i64.const 32)) (i64.extend_i32_u (local.get $n)))))`);
+    const out = await backend.run(job(workload({ form: 'reactor' }), echo, 'imported memory'));
+    expect(text(out.bytes)).toBe('imported memory');
+  });
 });
 
 describe('host imports', () => {

@@ -217,7 +217,8 @@ export function createWasmBackend(options: WasmBackendOptions = {}): ComputeBack
         artifact.form === 'command'
           ? [['_start', 'function']]
           : [
-              ['memory', 'memory'],
+              // A reactor that imports env.memory needs not export it.
+              ...(prepared.importMemory === undefined ? [['memory', 'memory'] as [string, string]] : []),
               [artifact.alloc, 'function'],
               [artifact.entry, 'function'],
             ];

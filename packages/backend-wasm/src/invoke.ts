@@ -369,7 +369,11 @@ function runReactor(
   const alloc = exports[req.allocExport];
   const entry = exports[req.entry];
   if (memory === undefined) {
-    return fail({ reason: 'missing-export', message: 'a reactor must export its memory as "memory"' }, host.stderr, t0);
+    return fail(
+      { reason: 'missing-export', message: 'a reactor must export its memory as "memory" (or import env.memory)' },
+      host.stderr,
+      t0,
+    );
   }
   if (typeof alloc !== 'function' || typeof entry !== 'function') {
     const missing = typeof alloc !== 'function' ? req.allocExport : req.entry;
