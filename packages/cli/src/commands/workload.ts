@@ -63,9 +63,14 @@ export async function loadWorkloadFile(path: string): Promise<LoadedWorkload> {
   } catch (cause) {
     throw new ConfigError(path, `cannot read workload file: ${(cause as Error).message}`, { cause });
   }
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   const err = doc.errors[0];
-  if (err) throw fileError(path, `invalid YAML: ${err.message.split('\n')[0]}`, err.linePos?.[0].line);
+  if (err)
+    throw fileError(
+      path,
+      `invalid YAML: ${err.message.split('\n')[0]?.replace(/ at line \d+, column \d+:?$/, '')}`,
+      err.linePos?.[0].line,
+    );
   const lineOf = (node: unknown): number | undefined => {
     const range = (node as { range?: [number, number, number] } | null)?.range;
     if (!range) return undefined;
