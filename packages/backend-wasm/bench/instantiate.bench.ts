@@ -4,11 +4,13 @@
  *   `new WebAssembly.Instance(module, imports)`, what every job pays; baseline
  *   `WebAssembly.instantiate(bytes, imports)` (compile + instantiate). Target: p50 <= 25 us.
  * - `wasm.instantiate.engine-only`: `new WebAssembly.Instance` with a prebuilt import object.
+ * - `wasm.reactor.invoke`: one reactor call in-thread (fresh instance, alloc, entry, copy out) vs
+ *   the same tokenization in JavaScript.
  * - `wasm.module-to-workers`: compile once and send the `WebAssembly.Module` to 2 workers by
  *   postMessage, vs sending the bytes and compiling in each worker.
  */
 import { Worker } from 'node:worker_threads';
-import { createInvocationHost } from '@meshroute/backend-wasm/internal';
+import { createInvocationHost, invoke } from '@meshroute/backend-wasm/internal';
 import { benchLine, percentiles, reportBench, sampleAsync, sampleSync } from '@meshroute/testing';
 import { commandRequest, exampleBytes, uniqueVariant } from './support.js';
 
@@ -34,6 +36,30 @@ reportBench(
 );
 reportBench(
   benchLine('wasm.instantiate.engine-only', 'us', percentiles(engineOnly), percentiles(compileAndInstantiate)),
+);
+
+// A reactor call, in-thread: fresh instance + alloc + copy in + tokenize + copy out, vs the same
+// tokenization in JavaScript (a regular expression), to show what a "microsecond call" costs.
+const tokenizer = new WebAssembly.Module(exampleBytes('tokenize'));
+const sentence = "The quick brown fox jumps over the lazy dog; it's 2024 and the fox is fast.";
+const reactorRequest = { ...commandRequest(sentence), form: 'reactor' as const, entry: 'tokenize' };
+const reactor = sampleSync(
+  () => {
+    const r = invoke(tokenizer, reactorRequest);
+    if (!r.ok) throw new Error(r.failure.message);
+  },
+  { iterations: 20_000 },
+);
+const jsTokenize = sampleSync(
+  () => JSON.stringify(sentence.toLowerCase().match(/[a-z0-9\u0080-\uffff]+(?:'[a-z0-9\u0080-\uffff]+)*/g) ?? []),
+  {
+    iterations: 20_000,
+  },
+);
+reportBench(
+  benchLine('wasm.reactor.invoke', 'us', percentiles(reactor), percentiles(jsTokenize), {
+    note: 'ours: new instance + alloc + tokenize (75 bytes) + copy out; baseline: the same tokenization as a JS regex',
+  }),
 );
 
 // Module transfer to the pool's workers (2, like the default pool): compile once in the main thread
