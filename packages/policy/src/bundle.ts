@@ -5,15 +5,8 @@
  */
 import { systemClock } from '@meshroute/mesh';
 import type { CelActivation, CompiledExpression } from './cel.js';
-import {
-  createFastState,
-  type DecideOptions,
-  type Decision,
-  decideFast,
-  type Explanation,
-  evaluateFully,
-  resolveDecide,
-} from './decide.js';
+import { type DecideOptions, type Decision, type Explanation, evaluateFully, resolveDecide } from './decide.js';
+import { createFastState, decideFast } from './fast-path.js';
 import { type LoadedBundle, type LoadOptions, loadCompiled, type PolicyMode, type PolicyTest } from './loader.js';
 import {
   createReferenceEngine,

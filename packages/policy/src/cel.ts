@@ -52,7 +52,21 @@ export interface CompiledExpression {
   evaluate(activation: CelActivation): unknown;
   /** The compiled closure form, when the expression is in the compilable subset. */
   readonly fast: FastExpression | undefined;
+  /**
+   * For an expression that reads no agent: a plain function over the event activation, when the
+   * expression is in the compilable subset. Throws on an absent attribute (callers re-evaluate
+   * with the engine to get its error message).
+   */
+  readonly eventFn: EventFn | undefined;
+  /**
+   * For an `a && b && ...` chain that reads the agent: its event-only conjuncts, compiled. When
+   * one of them is `false`, the whole expression is `false` for every agent.
+   */
+  readonly eventConjuncts: readonly EventFn[];
 }
+
+/** A compiled event-only expression over the event activation. */
+export type EventFn = (event: Record<string, unknown>) => unknown;
 
 /** A closure-compiled expression: `slots` are event-only parts computed once per event. */
 export interface FastExpression {
@@ -154,6 +168,15 @@ export function createCelEngine(vocab: Vocabulary, limits: ExpressionLimits = DE
       if (!(err instanceof Unsupported)) throw err;
       fast = undefined;
     }
+    const eventFn = reads.agent ? undefined : compileEventFn(parsed.ast, vocab);
+    const eventConjuncts: EventFn[] = [];
+    if (reads.agent && reads.event && parsed.ast.op === '&&') {
+      for (const c of conjuncts(parsed.ast)) {
+        if (readsVar(c, 'agent')) continue;
+        const f = compileEventFn(c, vocab);
+        if (f) eventConjuncts.push(f);
+      }
+    }
     return {
       source,
       type,
@@ -162,6 +185,8 @@ export function createCelEngine(vocab: Vocabulary, limits: ExpressionLimits = DE
       agentFields,
       evaluate: (activation) => parsed(activation),
       fast,
+      eventFn,
+      eventConjuncts,
     };
   };
   return { name: CEL_ENGINE_NAME, version: CEL_ENGINE_VERSION, compile };
@@ -439,4 +464,157 @@ function directSlot(n: ASTNode, vocab: Vocabulary): ((event: Record<string, unkn
     }
   }
   return undefined;
+}
+
+function conjuncts(n: ASTNode): ASTNode[] {
+  return n.op === '&&' ? [...conjuncts(n.args[0]), ...conjuncts(n.args[1])] : [n];
+}
+
+type EvType = 'bool' | 'int' | 'double' | 'string' | 'list';
+interface EvGen {
+  fn: EventFn;
+  type: EvType;
+}
+
+/**
+ * Compile an event-only expression into plain closures over the event activation (ints are
+ * bigint there, as for the engine). Same results as the engine, with CEL's error absorption for
+ * `&&`/`||`; the only error is an absent attribute. `undefined` outside the subset.
+ */
+function compileEventFn(root: ASTNode, vocab: Vocabulary): EventFn | undefined {
+  const isNum = (t: EvType) => t === 'int' || t === 'double';
+  const field = (x: ASTNode | undefined): string | undefined =>
+    x?.op === '.' && x.args[0].op === 'id' && x.args[0].args === 'event' && vocab.event[x.args[1]] !== undefined
+      ? x.args[1]
+      : undefined;
+  const gen = (n: ASTNode): EvGen => {
+    switch (n.op) {
+      case 'value': {
+        const v = n.args;
+        if (typeof v === 'bigint') return { fn: () => v, type: 'int' };
+        if (typeof v === 'number') return { fn: () => v, type: 'double' };
+        if (typeof v === 'string') return { fn: () => v, type: 'string' };
+        if (typeof v === 'boolean') return { fn: () => v, type: 'bool' };
+        throw new Unsupported();
+      }
+      case '.': {
+        const f = field(n);
+        const t = f === undefined ? undefined : vocab.event[f];
+        if (f === undefined || t === undefined || t === 'map<string, string>') throw new Unsupported();
+        return {
+          fn: (ev) => {
+            const v = ev[f];
+            if (v === undefined) throw ABSENT;
+            return v;
+          },
+          type: t === 'list<string>' ? 'list' : t,
+        };
+      }
+      case 'list': {
+        const items = n.args.map(gen);
+        if (!items.every((x) => x.type === 'string')) throw new Unsupported();
+        return { fn: (ev) => items.map((x) => x.fn(ev)), type: 'list' };
+      }
+      case '!_': {
+        const x = gen(n.args);
+        if (x.type !== 'bool') throw new Unsupported();
+        const f = x.fn;
+        return { fn: (ev) => !f(ev), type: 'bool' };
+      }
+      case '&&':
+      case '||': {
+        const l = gen(n.args[0]);
+        const r = gen(n.args[1]);
+        if (l.type !== 'bool' || r.type !== 'bool') throw new Unsupported();
+        const lf = l.fn;
+        const rf = r.fn;
+        // CEL: a decisive operand wins over an error on the other side.
+        const decisive = n.op !== '&&';
+        return {
+          fn: (ev) => {
+            let lv: unknown;
+            try {
+              lv = lf(ev);
+            } catch (err) {
+              if (rf(ev) === decisive) return decisive;
+              throw err;
+            }
+            if (lv === decisive) return decisive;
+            return rf(ev);
+          },
+          type: 'bool',
+        };
+      }
+      case '?:': {
+        const c = gen(n.args[0]);
+        const t = gen(n.args[1]);
+        const f = gen(n.args[2]);
+        if (c.type !== 'bool' || t.type !== f.type) throw new Unsupported();
+        const [cf, tf, ff] = [c.fn, t.fn, f.fn];
+        return { fn: (ev) => (cf(ev) === true ? tf(ev) : ff(ev)), type: t.type };
+      }
+      case '==':
+      case '!=': {
+        const l = gen(n.args[0]);
+        const r = gen(n.args[1]);
+        if (l.type !== r.type || l.type === 'list') throw new Unsupported();
+        const [lf, rf] = [l.fn, r.fn];
+        return n.op === '=='
+          ? { fn: (ev) => lf(ev) === rf(ev), type: 'bool' }
+          : { fn: (ev) => lf(ev) !== rf(ev), type: 'bool' };
+      }
+      case '<':
+      case '<=':
+      case '>':
+      case '>=': {
+        const l = gen(n.args[0]);
+        const r = gen(n.args[1]);
+        if (!isNum(l.type) || !isNum(r.type)) throw new Unsupported();
+        const [lf, rf] = [l.fn, r.fn] as [
+          (ev: Record<string, unknown>) => number,
+          (ev: Record<string, unknown>) => number,
+        ];
+        switch (n.op) {
+          case '<':
+            return { fn: (ev) => lf(ev) < rf(ev), type: 'bool' };
+          case '<=':
+            return { fn: (ev) => lf(ev) <= rf(ev), type: 'bool' };
+          case '>':
+            return { fn: (ev) => lf(ev) > rf(ev), type: 'bool' };
+          default:
+            return { fn: (ev) => lf(ev) >= rf(ev), type: 'bool' };
+        }
+      }
+      case 'in': {
+        const l = gen(n.args[0]);
+        const r = gen(n.args[1]);
+        if (r.type !== 'list' || l.type !== 'string') throw new Unsupported();
+        const [lf, rf] = [l.fn, r.fn];
+        return { fn: (ev) => (rf(ev) as unknown[]).includes(lf(ev)), type: 'bool' };
+      }
+      case 'call': {
+        const [name, args] = n.args;
+        if (args.length !== 1) throw new Unsupported();
+        if (name === 'has') {
+          const f = field(args[0]);
+          if (f === undefined) throw new Unsupported();
+          return { fn: (ev) => ev[f] !== undefined, type: 'bool' };
+        }
+        const x = gen(args[0] as ASTNode);
+        const xf = x.fn;
+        if (name === 'double' && isNum(x.type)) return { fn: (ev) => Number(xf(ev)), type: 'double' };
+        if (name === 'size' && x.type === 'list')
+          return { fn: (ev) => BigInt((xf(ev) as unknown[]).length), type: 'int' };
+        throw new Unsupported();
+      }
+      default:
+        throw new Unsupported();
+    }
+  };
+  try {
+    return gen(root).fn;
+  } catch (err) {
+    if (err instanceof Unsupported) return undefined;
+    throw err;
+  }
 }
