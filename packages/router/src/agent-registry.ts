@@ -34,8 +34,8 @@ export interface AgentEntry {
   state: AgentState;
   /** Work this router has dispatched to the agent and not seen answered. */
   localInFlight: number;
-  /** `localInFlight` when the last heartbeat was received. */
-  localInFlightAtReport: number;
+  /** Slots busy with other routers' work, as of the last heartbeat. */
+  othersBusy: number;
   /** Smoothed network round trip, ms. */
   rttMs: number;
   /** Observed intensities, one sample per minute, newest last. */
@@ -84,7 +84,7 @@ export class AgentRegistry {
     if (existing) {
       if (existing.report.instanceId === report.instanceId && report.seq <= existing.report.seq) return false;
       existing.report = report;
-      existing.localInFlightAtReport = existing.localInFlight;
+      existing.othersBusy = Math.max(0, report.slots - report.freeSlots - existing.localInFlight);
       this.#sampleCarbon(existing);
       existing.actor.send({ type: 'HEARTBEAT', status: report.status });
       this.#emit({ type: 'capacity', agentId: report.agentId });
@@ -105,7 +105,7 @@ export class AgentRegistry {
       report,
       state: 'joining',
       localInFlight: 0,
-      localInFlightAtReport: 0,
+      othersBusy: Math.max(0, report.slots - report.freeSlots),
       rttMs: this.#opts.initialRttMs,
       carbonSamples: [],
       actor,
@@ -166,10 +166,7 @@ export class AgentRegistry {
 
   /** Free slots as this router estimates them now. */
   freeSlots(entry: AgentEntry): number {
-    const r = entry.report;
-    const busyAtReport = Math.max(0, r.slots - r.freeSlots);
-    const others = Math.max(0, busyAtReport - entry.localInFlightAtReport);
-    return Math.max(0, r.slots - others - entry.localInFlight);
+    return Math.max(0, entry.report.slots - entry.othersBusy - entry.localInFlight);
   }
 
   /** Whether new work may go to this agent. */
@@ -188,7 +185,6 @@ export class AgentRegistry {
     const e = this.#agents.get(agentId);
     if (!e) return false;
     if (e.localInFlight > 0) e.localInFlight--;
-    if (e.localInFlightAtReport > e.localInFlight) e.localInFlightAtReport = e.localInFlight;
     return true;
   }
 

@@ -42,6 +42,7 @@ import {
 import { type RouterStatusEvent, StatusHub } from './status.js';
 import {
   type DeadLetterReason,
+  type WorkItemContext,
   type WorkItemEffects,
   type WorkItemFinalState,
   workItemMachine,
@@ -104,8 +105,11 @@ export interface Router {
   readonly options: ResolvedRouterOptions;
   /** Load the capacity snapshot, subscribe to heartbeats, start consuming ingress. */
   start(): Promise<void>;
-  /** Stop consuming, hand unfinished work back to ingress, stop timers. */
-  stop(): Promise<void>;
+  /**
+   * Stop consuming, let in-flight dispatches answer for up to `drainTimeoutMs` (default: the
+   * dispatch timeout), hand everything unfinished back to ingress, stop timers.
+   */
+  stop(options?: { drainTimeoutMs?: number }): Promise<void>;
   /** Typed lifecycle events. */
   status(): AsyncIterable<RouterStatusEvent>;
   /** Process one ingress delivery; resolves when its work item is terminal (or handed back). */
@@ -297,7 +301,8 @@ export function createRouter(deps: CreateRouterOptions): Router {
     return out;
   };
 
-  const place = (it: ItemState, attempt: number): void => {
+  const place = (it: ItemState, ctx: WorkItemContext): void => {
+    const attempt = ctx.attempt;
     const actor = it.actor;
     if (lifecycle !== 'started') {
       actor.send({ type: 'RELEASE' });
@@ -369,7 +374,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
       });
       return;
     }
-    const tried = actor.getSnapshot().context.triedAgents;
+    const tried = ctx.triedAgents;
     const free = candidates.filter((e) => registry.freeSlots(e) > 0);
     const pick = free.find((e) => !tried.includes(e.agentId)) ?? free[0];
     // Carbon-aware time shifting: deferrable work waits for a clearly greener eligible slot.
@@ -507,10 +512,9 @@ export function createRouter(deps: CreateRouterOptions): Router {
     for (const w of set) w(answer);
   };
 
-  const finish = async (it: ItemState, state: WorkItemFinalState): Promise<void> => {
+  const finish = async (it: ItemState, state: WorkItemFinalState, ctx: WorkItemContext): Promise<void> => {
     queue.delete(it);
     items.delete(it.key);
-    const ctx = it.actor.getSnapshot().context;
     const event = it.event;
     const tenant = it.intent?.tenant;
     if (state === 'released') {
@@ -709,7 +713,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
     it.deferred = undefined;
     it.done = done;
     const effects: WorkItemEffects = {
-      place: (attempt) => place(it, attempt),
+      place: (ctx) => place(it, ctx),
       dispatch: (attempt, agentId, decisionId) => {
         void dispatch(it, attempt, agentId, decisionId).catch((err: unknown) => {
           logger.error('dispatch crashed', { error: toMeshError(err).message });
@@ -717,13 +721,12 @@ export function createRouter(deps: CreateRouterOptions): Router {
         });
       },
       queue: (entered) => {
-        if (entered) {
-          queue.add(it);
-          scheduleWake();
-        } else queue.delete(it);
+        // No wake here: the item queued because nothing eligible was free; capacity changes wake it.
+        if (entered) queue.add(it);
+        else queue.delete(it);
       },
-      finish: (state) => {
-        void finish(it, state).catch((err: unknown) => {
+      finish: (state, ctx) => {
+        void finish(it, state, ctx).catch((err: unknown) => {
           logger.error('finishing a work item failed', { error: toMeshError(err).message });
           delivery.nak(options.nakDelayMs);
           done();
@@ -793,7 +796,8 @@ export function createRouter(deps: CreateRouterOptions): Router {
       logger.info('router started', { routerId, agents: registry.size });
       hub.emit({ type: 'started', routerId, agents: registry.size });
     },
-    async stop() {
+    async stop(stopOptions = {}) {
+      const drainTimeoutMs = stopOptions.drainTimeoutMs ?? options.dispatchTimeoutMs;
       if (lifecycle === 'stopped' || lifecycle === 'stopping') return;
       lifecycle = 'stopping';
       unsubscribeCapacity?.();
@@ -803,10 +807,10 @@ export function createRouter(deps: CreateRouterOptions): Router {
         if (!snap.matches('inFlight')) it.actor.send({ type: 'RELEASE' });
       }
       const pending = [...items.values()];
-      if (pending.length > 0) {
+      if (pending.length > 0 && drainTimeoutMs > 0) {
         // In-flight dispatches answer or time out; then everything left goes back to ingress.
         await new Promise<void>((resolve) => {
-          const cancel = clock.setTimeout(resolve, options.dispatchTimeoutMs);
+          const cancel = clock.setTimeout(resolve, drainTimeoutMs);
           void Promise.all(
             pending.map(
               (it) =>
@@ -820,10 +824,10 @@ export function createRouter(deps: CreateRouterOptions): Router {
             resolve();
           });
         });
-        for (const it of [...items.values()]) {
-          it.abort?.abort();
-          it.actor.send({ type: 'RELEASE' });
-        }
+      }
+      for (const it of [...items.values()]) {
+        it.abort?.abort();
+        it.actor.send({ type: 'RELEASE' });
       }
       registry.stop();
       lifecycle = 'stopped';

@@ -26,13 +26,13 @@ export type DeadLetterReason =
 /** The router's side of a work item. Each effect eventually sends an event back to the actor. */
 export interface WorkItemEffects {
   /** Decide where to run; answer `PLACED`, `QUEUED`, `DEFERRED` or `DEAD_LETTER`. */
-  place(attempt: number): void;
+  place(context: WorkItemContext): void;
   /** Claim the idempotency key (first dispatch) and send the work; answer `STARTED` then an outcome. */
   dispatch(attempt: number, agentId: string, decisionId: string): void;
   /** Called when the item enters the wait queue (`true`) or leaves it (`false`). */
   queue(entered: boolean): void;
   /** Called once in a terminal state. */
-  finish(state: WorkItemFinalState): void;
+  finish(state: WorkItemFinalState, context: WorkItemContext): void;
 }
 
 /** Terminal states. */
@@ -115,7 +115,7 @@ export const workItemMachine = setup({
       'attempt' in event && event.attempt === context.attempt && context.attempt < context.maxAttempts,
   },
   actions: {
-    place: ({ context }) => context.effects.place(context.attempt),
+    place: ({ context }) => context.effects.place(context),
     dispatch: ({ context }) =>
       context.effects.dispatch(context.attempt, context.agentId as string, context.decisionId as string),
     enterQueue: ({ context }) => context.effects.queue(true),
@@ -252,10 +252,10 @@ export const workItemMachine = setup({
     backoff: {
       after: { backoff: 'placing' },
     },
-    succeeded: { type: 'final', entry: ({ context }) => context.effects.finish('succeeded') },
-    failed: { type: 'final', entry: ({ context }) => context.effects.finish('failed') },
-    deadLettered: { type: 'final', entry: ({ context }) => context.effects.finish('deadLettered') },
-    duplicate: { type: 'final', entry: ({ context }) => context.effects.finish('duplicate') },
-    released: { type: 'final', entry: ({ context }) => context.effects.finish('released') },
+    succeeded: { type: 'final', entry: ({ context }) => context.effects.finish('succeeded', context) },
+    failed: { type: 'final', entry: ({ context }) => context.effects.finish('failed', context) },
+    deadLettered: { type: 'final', entry: ({ context }) => context.effects.finish('deadLettered', context) },
+    duplicate: { type: 'final', entry: ({ context }) => context.effects.finish('duplicate', context) },
+    released: { type: 'final', entry: ({ context }) => context.effects.finish('released', context) },
   },
 });

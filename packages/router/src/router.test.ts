@@ -1,0 +1,262 @@
+import { EU_COUNTRIES, type WorkItem } from '@meshroute/mesh';
+import { type SimulatedClock, simulatedClock } from '@meshroute/testing';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { memoryStateStore } from './memory-state-store.js';
+import { createRouter, type Router } from './router.js';
+import { capacity, cloudEvent, delivery, FakeMesh, okResult, testPolicy } from './test-support/fakes.js';
+
+const flush = () => new Promise<void>((r) => setImmediate(r));
+
+describe('router engine', () => {
+  let clock: SimulatedClock;
+  let mesh: FakeMesh;
+  let router: Router;
+
+  const make = async (
+    options: Parameters<typeof createRouter>[0]['options'] = {},
+    rank: 'carbon' | 'latency' = 'carbon',
+  ) => {
+    router = createRouter({
+      mesh,
+      store: memoryStateStore({ clock }),
+      policies: testPolicy(rank),
+      clock,
+      routerId: 'r1',
+      random: () => 0.5,
+      options: { backoffBaseMs: 10, backoffMaxMs: 100, ...options },
+    });
+    await router.start();
+  };
+
+  beforeEach(() => {
+    clock = simulatedClock(Date.parse('2026-01-01T00:00:00Z'));
+    mesh = new FakeMesh(clock);
+  });
+  afterEach(async () => {
+    await router?.stop({ drainTimeoutMs: 0 });
+  });
+
+  it('routes to the best eligible agent, answers the producer once, records result and decision, then acks', async () => {
+    mesh.agents.set('de-1', async (w) => okResult(w, { echo: w.event.data }));
+    mesh.agents.set('us-1', async (w) => okResult(w));
+    await make();
+    mesh.heartbeat(capacity('de-1', { carbonIntensity: 300, sentAtMs: clock.now() }));
+    mesh.heartbeat(
+      capacity('us-1', { jurisdiction: 'US', region: 'us-east', carbonIntensity: 100, sentAtMs: clock.now() }),
+    );
+    const d = delivery(cloudEvent('e1', { residency: 'eu' }), '_INBOX.1');
+    await router.handleDelivery(d);
+    expect(d.acked).toBe(1);
+    expect(mesh.dispatched.map((w) => w.agentId)).toEqual(['de-1']);
+    expect(mesh.results).toHaveLength(1);
+    expect(mesh.replies).toHaveLength(1);
+    expect(mesh.replies[0]?.body).toMatchObject({
+      id: 'e1',
+      outcome: 'succeeded',
+      agent: { id: 'de-1', jurisdiction: 'DE' },
+      result: { ok: true, output: { echo: { n: 1 } } },
+    });
+    const routed = mesh.decisions.find((r) => r.outcome === 'routed');
+    expect(routed?.chosen?.agentId).toBe('de-1');
+    expect(routed?.routerId).toBe('r1');
+  });
+
+  it('queues EU work when only non-EU agents are free and runs it on the EU agent once a slot frees', async () => {
+    const pending: (() => void)[] = [];
+    mesh.agents.set('de-1', (w) => new Promise((resolve) => pending.push(() => resolve(okResult(w)))));
+    mesh.agents.set('us-1', async (w) => okResult(w));
+    await make();
+    mesh.heartbeat(capacity('de-1', { slots: 1, freeSlots: 1, sentAtMs: clock.now() }));
+    mesh.heartbeat(capacity('us-1', { jurisdiction: 'US', slots: 8, freeSlots: 8, sentAtMs: clock.now() }));
+    const first = delivery(cloudEvent('a', { residency: 'eu' }));
+    const second = delivery(cloudEvent('b', { residency: 'eu' }));
+    const p1 = router.handleDelivery(first);
+    const p2 = router.handleDelivery(second);
+    await flush();
+    expect(mesh.dispatched.map((w) => w.agentId)).toEqual(['de-1']);
+    expect(router.health().queued).toBe(1);
+    pending.shift()?.();
+    await p1;
+    await flush();
+    expect(mesh.dispatched.map((w) => w.agentId)).toEqual(['de-1', 'de-1']);
+    pending.shift()?.();
+    await p2;
+    expect(first.acked + second.acked).toBe(2);
+    expect(mesh.dispatched.every((w) => EU_COUNTRIES.includes(w.agentId === 'de-1' ? 'DE' : 'US'))).toBe(true);
+  });
+
+  it('dead-letters EU work with NO_ELIGIBLE_AGENT when no EU agent exists', async () => {
+    mesh.agents.set('us-1', async (w) => okResult(w));
+    await make();
+    mesh.heartbeat(capacity('us-1', { jurisdiction: 'US', sentAtMs: clock.now() }));
+    const d = delivery(cloudEvent('x', { residency: 'eu' }), '_INBOX.x');
+    await router.handleDelivery(d);
+    expect(mesh.dispatched).toHaveLength(0);
+    expect(mesh.deadLetters[0]).toMatchObject({ eventId: 'x', reason: 'NO_ELIGIBLE_AGENT' });
+    expect(mesh.replies[0]?.body).toMatchObject({ outcome: 'dead-lettered', deadLetterReason: 'NO_ELIGIBLE_AGENT' });
+    expect(d.acked).toBe(1);
+  });
+
+  it('never dispatches more work to an agent than it has free slots between heartbeats', async () => {
+    const pending: (() => void)[] = [];
+    mesh.agents.set('a', (w) => new Promise((resolve) => pending.push(() => resolve(okResult(w)))));
+    await make();
+    mesh.heartbeat(capacity('a', { slots: 2, freeSlots: 2, sentAtMs: clock.now() }));
+    const ps = ['1', '2', '3', '4', '5'].map((id) => router.handleDelivery(delivery(cloudEvent(id))));
+    await flush();
+    expect(mesh.dispatched).toHaveLength(2);
+    // A heartbeat saying "2 free" that predates our dispatches must not open more slots.
+    mesh.heartbeat(capacity('a', { slots: 2, freeSlots: 0, inFlight: 2, sentAtMs: clock.now() }));
+    await flush();
+    expect(mesh.dispatched).toHaveLength(2);
+    while (pending.length > 0 || mesh.dispatched.length < 5) {
+      pending.shift()?.();
+      await flush();
+    }
+    await Promise.all(ps);
+    expect(mesh.dispatched).toHaveLength(5);
+  });
+
+  it('fails work over to another eligible agent when its agent is lost, answering once', async () => {
+    mesh.agents.set('a', async () => 'hang');
+    mesh.agents.set('b', async (w) => okResult(w));
+    await make({ dispatchTimeoutMs: 60_000 }, 'latency');
+    mesh.heartbeat(capacity('a', { latencyP50Ms: 1, sentAtMs: clock.now() }));
+    mesh.heartbeat(capacity('b', { latencyP50Ms: 50, sentAtMs: clock.now() }));
+    const lost: string[] = [];
+    void (async () => {
+      for await (const s of router.status()) if (s.type === 'agentLost') lost.push(s.agentId);
+    })();
+    const d = delivery(cloudEvent('f1'), '_INBOX.f');
+    const p = router.handleDelivery(d);
+    await flush();
+    expect(mesh.dispatched.map((w) => w.agentId)).toEqual(['a']);
+    for (let i = 0; i < 4; i++) {
+      await clock.advanceAsync(1000);
+      mesh.heartbeat(capacity('b', { latencyP50Ms: 50, sentAtMs: clock.now() }));
+    }
+    await clock.advanceAsync(200);
+    await p;
+    expect(lost).toEqual(['a']);
+    expect(mesh.dispatched.map((w) => [w.agentId, w.attempt])).toEqual([
+      ['a', 1],
+      ['b', 2],
+    ]);
+    expect(mesh.replies).toHaveLength(1);
+    expect(mesh.replies[0]?.body).toMatchObject({ outcome: 'succeeded', agent: { id: 'b' } });
+  });
+
+  it('retries rejected work with backoff and dead-letters RETRIES_EXHAUSTED after maxAttempts', async () => {
+    await make({ maxAttempts: 3 });
+    mesh.heartbeat(capacity('ghost', { sentAtMs: clock.now() }));
+    const d = delivery(cloudEvent('r1'));
+    const p = router.handleDelivery(d);
+    for (let i = 0; i < 10; i++) await clock.advanceAsync(100);
+    await p;
+    expect(mesh.dispatched.map((w) => w.attempt)).toEqual([1, 2, 3]);
+    expect(mesh.deadLetters[0]).toMatchObject({ reason: 'RETRIES_EXHAUSTED', attempts: 3 });
+    expect(mesh.deadLetters[0]?.decisionIds).toHaveLength(3);
+    expect(d.acked).toBe(1);
+  });
+
+  it('answers a redelivered event from the recorded outcome without running it twice', async () => {
+    mesh.agents.set('a', async (w) => okResult(w, 'first-run'));
+    await make();
+    mesh.heartbeat(capacity('a', { sentAtMs: clock.now() }));
+    await router.handleDelivery(delivery(cloudEvent('dup'), '_INBOX.1'));
+    const again = delivery(cloudEvent('dup'), '_INBOX.2');
+    await router.handleDelivery(again);
+    expect(mesh.dispatched).toHaveLength(1);
+    expect(again.acked).toBe(1);
+    expect(mesh.replies[1]).toMatchObject({
+      replyTo: '_INBOX.2',
+      body: { outcome: 'succeeded', replayed: true, result: { output: 'first-run' } },
+    });
+  });
+
+  it('dead-letters invalid events and invalid intents with the reason, and acks them', async () => {
+    await make();
+    const bad = delivery('{"specversion":"1.0","id":"","source":"/x","type":"t"}');
+    await router.handleDelivery(bad);
+    const badIntent = delivery(cloudEvent('i', { residency: 'atlantis' }));
+    await router.handleDelivery(badIntent);
+    const noWorkload = delivery(cloudEvent('w', { workload: undefined }));
+    await router.handleDelivery(noWorkload);
+    expect(mesh.deadLetters.map((d) => d.reason)).toEqual(['INVALID_EVENT', 'INVALID_INTENT', 'INVALID_INTENT']);
+    expect(mesh.deadLetters[1]?.error.details).toMatchObject({ attribute: 'residency' });
+    expect(mesh.deadLetters[2]?.error.details).toMatchObject({ attribute: 'workload', rule: 'required' });
+    expect(bad.acked + badIntent.acked + noWorkload.acked).toBe(3);
+  });
+
+  it('defers deadline work to a greener busy agent and says so in the decision record', async () => {
+    mesh.agents.set('green', async (w) => okResult(w));
+    mesh.agents.set('dirty', async (w) => okResult(w));
+    await make({ deferRecheckMs: 5_000 });
+    mesh.heartbeat(
+      capacity('green', { carbonIntensity: 50, slots: 1, freeSlots: 0, inFlight: 1, sentAtMs: clock.now() }),
+    );
+    mesh.heartbeat(capacity('dirty', { carbonIntensity: 500, sentAtMs: clock.now() }));
+    const deadline = new Date(clock.now() + 3_600_000).toISOString();
+    const p = router.handleDelivery(delivery(cloudEvent('d1', { deadline })));
+    await flush();
+    expect(mesh.dispatched).toHaveLength(0);
+    expect(mesh.decisions[0]).toMatchObject({
+      outcome: 'deferred',
+      deferred: { reason: expect.stringContaining('green') },
+    });
+    for (let i = 0; i < 5; i++) {
+      await clock.advanceAsync(1000);
+      mesh.heartbeat(capacity('green', { carbonIntensity: 50, slots: 1, freeSlots: 1, sentAtMs: clock.now() }));
+      mesh.heartbeat(capacity('dirty', { carbonIntensity: 500, sentAtMs: clock.now() }));
+    }
+    await p;
+    expect(mesh.dispatched.map((w) => w.agentId)).toEqual(['green']);
+    const routed = mesh.decisions.find((r) => r.outcome === 'routed');
+    expect(routed?.deferred?.reason).toContain('carbon');
+  });
+
+  it('runs work without a deadline at once on the free agent even when a greener one is busy', async () => {
+    mesh.agents.set('green', async (w) => okResult(w));
+    mesh.agents.set('dirty', async (w) => okResult(w));
+    await make();
+    mesh.heartbeat(
+      capacity('green', { carbonIntensity: 50, slots: 1, freeSlots: 0, inFlight: 1, sentAtMs: clock.now() }),
+    );
+    mesh.heartbeat(capacity('dirty', { carbonIntensity: 500, sentAtMs: clock.now() }));
+    await router.handleDelivery(delivery(cloudEvent('n1')));
+    expect(mesh.dispatched.map((w: WorkItem) => w.agentId)).toEqual(['dirty']);
+  });
+
+  it('dead-letters DEADLINE_PASSED when the deadline is already over', async () => {
+    mesh.agents.set('a', async (w) => okResult(w));
+    await make();
+    mesh.heartbeat(capacity('a', { sentAtMs: clock.now() }));
+    await router.handleDelivery(delivery(cloudEvent('late', { deadline: '2025-01-01T00:00:00Z' })));
+    expect(mesh.deadLetters[0]?.reason).toBe('DEADLINE_PASSED');
+    expect(mesh.dispatched).toHaveLength(0);
+  });
+
+  it('knows the mesh at once from the capacity snapshot', async () => {
+    mesh.snapshot = [capacity('snap', { sentAtMs: clock.now() }), capacity('old', { sentAtMs: clock.now() - 60_000 })];
+    await make();
+    expect(router.agents().map((a) => a.id)).toEqual(['snap']);
+  });
+
+  it('hands work back to ingress (nak) when the wait queue is full', async () => {
+    mesh.agents.set('a', async () => 'hang');
+    await make({ maxQueued: 1, dispatchTimeoutMs: 1_000_000 });
+    mesh.heartbeat(capacity('a', { slots: 1, freeSlots: 1, sentAtMs: clock.now() }));
+    void router.handleDelivery(delivery(cloudEvent('1')));
+    void router.handleDelivery(delivery(cloudEvent('2')));
+    const third = delivery(cloudEvent('3'));
+    await router.handleDelivery(third);
+    expect(third.naks).toHaveLength(1);
+    expect(router.overloaded()).toBe(true);
+  });
+
+  it('reports health with the policy digest and the store state', async () => {
+    await make();
+    expect(router.health()).toMatchObject({ status: 'ok', policyDigest: 'sha256:test-carbon', store: 'ok' });
+    expect(router.ready()).toBe(true);
+  });
+});
