@@ -1,5 +1,18 @@
 import { type CapacityReport, decodeMessage, meshNames, type WorkItem } from '@meshroute/mesh';
 import { startNatsServer, type TestNatsServer, waitFor } from '@meshroute/testing';
+import {
+  connectMesh,
+  type MeshConnection,
+  natsAgentMesh,
+  natsArtifactStore,
+  natsMesh,
+  natsPolicyStore,
+  natsWorkloadRegistry,
+  provisionMesh,
+  type StoredPolicyBundle,
+  sha256Digest,
+  type WorkloadChange,
+} from '@meshroute/transport-nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   latch,
@@ -10,14 +23,7 @@ import {
   sampleWork,
   sampleWorkload,
   uniquePrefix,
-} from '../test/fixtures.js';
-import { natsAgentMesh } from './agent-mesh.js';
-import { natsArtifactStore, sha256Digest } from './artifact-store.js';
-import { connectMesh, type MeshConnection } from './connection.js';
-import { natsMesh } from './mesh.js';
-import { natsPolicyStore, type StoredPolicyBundle } from './policy-store.js';
-import { provisionMesh } from './provision.js';
-import { natsWorkloadRegistry, type WorkloadChange } from './workload-registry.js';
+} from './fixtures.js';
 
 let server: TestNatsServer;
 let conn: MeshConnection;

@@ -1,11 +1,16 @@
 import { decodeNats, type IngressDelivery, meshNames } from '@meshroute/mesh';
 import { startNatsServer, type TestNatsServer, waitFor } from '@meshroute/testing';
+import {
+  connectMesh,
+  type MeshConnection,
+  type MeshStatusEvent,
+  natsEventSource,
+  provisionMesh,
+  publishEvent,
+  REPLY_TO_HEADER,
+} from '@meshroute/transport-nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { latch, sampleEvent, uniquePrefix } from '../test/fixtures.js';
-import { connectMesh, type MeshConnection, type MeshStatusEvent } from './connection.js';
-import { natsEventSource } from './event-source.js';
-import { provisionMesh } from './provision.js';
-import { publishEvent, REPLY_TO_HEADER } from './publish.js';
+import { latch, sampleEvent, uniquePrefix } from './fixtures.js';
 
 let server: TestNatsServer;
 let conn: MeshConnection;

@@ -7,16 +7,19 @@ import {
   startNatsServer,
   type TestNatsServer,
 } from '@meshroute/testing';
+import {
+  connectMesh,
+  headersFromMap,
+  type MeshConnection,
+  natsAgentMesh,
+  natsArtifactStore,
+  natsEventSource,
+  natsMesh,
+  provisionMesh,
+  REPLY_TO_HEADER,
+} from '@meshroute/transport-nats';
 import { afterAll, beforeAll } from 'vitest';
-import { uniquePrefix } from '../test/fixtures.js';
-import { natsAgentMesh } from './agent-mesh.js';
-import { natsArtifactStore } from './artifact-store.js';
-import { connectMesh, type MeshConnection } from './connection.js';
-import { natsEventSource } from './event-source.js';
-import { headersFromMap } from './headers.js';
-import { natsMesh } from './mesh.js';
-import { provisionMesh } from './provision.js';
-import { REPLY_TO_HEADER } from './publish.js';
+import { uniquePrefix } from './fixtures.js';
 
 let server: TestNatsServer;
 let conn: MeshConnection;
