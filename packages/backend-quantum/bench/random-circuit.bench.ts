@@ -10,8 +10,8 @@
 import os from 'node:os';
 import { parseQasm, simulate } from '@meshroute/backend-quantum';
 import { benchLine, percentiles, reportBench } from '@meshroute/testing';
+import { lcg } from '../test/lcg.js';
 import { type GateCall, REFERENCE_GATES, referenceStateVector, toQasm } from '../test/reference-engine.js';
-import { lcg } from '../test/test-support.js';
 
 const DEPTH = 20;
 const TARGET_QUBITS = 20;
@@ -106,6 +106,8 @@ reportBench({
     depth: DEPTH,
     targetMs: TARGET_MS,
     meetsTarget: target.p.p50 <= TARGET_MS,
+    // on a shared machine wall time includes waiting for a core; CPU time is the work done
+    meetsTargetCpu: target.cpu.p50 <= TARGET_MS,
     cpu_p50: Math.round(target.cpu.p50),
     cpu_p99: Math.round(target.cpu.p99),
     ...machine,

@@ -10,11 +10,4 @@ export function expectBinomial(count: number, shots: number, p: number): void {
   );
 }
 
-/** A deterministic generator of doubles in [0, 1) for building random test circuits. */
-export function lcg(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1_664_525) + 1_013_904_223) >>> 0;
-    return s / 2 ** 32;
-  };
-}
+export { lcg } from './lcg.js';
