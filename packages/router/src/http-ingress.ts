@@ -246,6 +246,22 @@ export async function startHttpIngress(router: Router, options: HttpIngressOptio
       }
       throw err;
     }
+    const contentType = String(req.headers['content-type'] ?? '').toLowerCase();
+    const hasCeHeaders = Object.keys(req.headers).some((h) => h.toLowerCase().startsWith('ce-'));
+    if (!hasCeHeaders && !contentType.startsWith('application/cloudevents')) {
+      // Neither binary mode (no ce- headers) nor a CloudEvents format: not an event we can read.
+      send(
+        res,
+        415,
+        problem(
+          415,
+          'UNSUPPORTED_FORMAT',
+          `unsupported event format: content-type ${JSON.stringify(contentType || '(none)')} without ce- headers; use binary mode (ce-* headers), application/cloudevents+json or application/cloudevents-batch+json`,
+          { contentType },
+        ),
+      );
+      return;
+    }
     let decoded: { mode: string; events: CloudEventJson[] };
     try {
       decoded = decodeHttp(req.headers, body, { maxEventBytes });

@@ -866,7 +866,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
       submitDirect(event);
       return answered;
     },
-    overloaded: () => queue.size >= options.maxQueued || items.size >= options.maxInFlightItems,
+    overloaded: () => (queue.size > 0 && queue.size >= options.maxQueued) || items.size >= options.maxInFlightItems,
     health() {
       const bundle = policies.current();
       return {
