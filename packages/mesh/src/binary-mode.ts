@@ -6,13 +6,14 @@ import { Buffer } from 'node:buffer';
 import {
   type CloudEventJson,
   checkEvent,
+  checkStringChars,
   isJsonContentType,
   type ResolvedEventValidationOptions,
   validateBatch,
   validateEvent,
 } from './cloudevent.js';
 import { InvalidEventError, PayloadTooLargeError } from './errors.js';
-import { decodeUtf8, utf8 } from './header-value.js';
+import { decodeHeaderValue, decodeUtf8, isPlainHeaderValue, utf8 } from './header-value.js';
 
 /** Attributes gathered from the headers of one binary-mode message. */
 export interface CollectedHeaders {
@@ -22,11 +23,28 @@ export interface CollectedHeaders {
   contentType: string | undefined;
   /** Bytes of header names and values, for the size limit. */
   headerBytes: number;
+  /**
+   * Every attribute name and value was checked as it was read (names by `addAttribute`, value
+   * characters by `decodeAttributeHeader`), so `checkEvent` can skip those rules.
+   */
+  plain: boolean;
 }
 
 /** A fresh, empty {@link CollectedHeaders}. */
 export function newCollected(): CollectedHeaders {
-  return { attrs: {}, contentType: undefined, headerBytes: 0 };
+  return { attrs: {}, contentType: undefined, headerBytes: 0, plain: true };
+}
+
+/**
+ * Decode a `ce-` header value (HTTP, NATS) and check the characters of the result, so that
+ * {@link checkEvent} need not (see {@link CollectedHeaders.plain}).
+ * @throws InvalidEventError as {@link decodeHeaderValue}
+ */
+export function decodeAttributeHeader(value: string, header: string, attribute: string): string {
+  if (isPlainHeaderValue(value)) return value;
+  const decoded = decodeHeaderValue(value, header, attribute);
+  checkStringChars(attribute, decoded);
+  return decoded;
 }
 
 /** Well-known attribute names, so that header names map to shared (internalized) attribute names. */
@@ -145,7 +163,7 @@ export function finishBinary(
       attrs.data_base64 = Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('base64');
     }
   }
-  return checkEvent(attrs, opts);
+  return checkEvent(attrs, opts, c.plain);
 }
 
 /** One attribute of an event as a header: the attribute name and its canonical string. */

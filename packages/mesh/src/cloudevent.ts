@@ -194,11 +194,20 @@ function invalid(attribute: string, rule: string, message: string): InvalidEvent
   return new InvalidEventError(attribute, rule, `${attribute}: ${message}`);
 }
 
-function checkString(attribute: string, value: unknown, allowEmpty: boolean): string {
+function checkString(attribute: string, value: unknown, allowEmpty: boolean, plain = false): string {
   if (typeof value !== 'string') {
     throw invalid(attribute, 'string', `must be a String, got ${describe(value)}`);
   }
   if (!allowEmpty && value.length === 0) throw invalid(attribute, 'non-empty', 'must be a non-empty String');
+  if (!plain) checkStringChars(attribute, value);
+  return value;
+}
+
+/**
+ * Check the characters of a String attribute value (rule `string-chars`).
+ * @internal
+ */
+export function checkStringChars(attribute: string, value: string): void {
   if (BAD_STRING_CHAR_RE.test(value)) {
     throw invalid(
       attribute,
@@ -206,7 +215,6 @@ function checkString(attribute: string, value: unknown, allowEmpty: boolean): st
       'must not contain control characters (U+0000-U+001F, U+007F-U+009F), lone surrogates or noncharacters',
     );
   }
-  return value;
 }
 
 function describe(value: unknown): string {
@@ -217,10 +225,10 @@ function describe(value: unknown): string {
   return `${typeof value} ${String(value)}`;
 }
 
-function checkExtensionValue(name: string, value: unknown): void {
+function checkExtensionValue(name: string, value: unknown, plain: boolean): void {
   switch (typeof value) {
     case 'string':
-      checkString(name, value, true);
+      checkString(name, value, true, plain);
       return;
     case 'boolean':
       return;
@@ -285,9 +293,16 @@ export function validateEvent(value: unknown, options?: EventValidationOptions):
 
 /**
  * The validator proper, without the size check (decoders measure the real size themselves).
+ * @param plain set by binary-mode decoders when every attribute name and the characters of every
+ * value except `datacontenttype` were already checked as the headers were read, so the
+ * `extension-name` and `string-chars` checks are skipped here
  * @internal
  */
-export function checkEvent(ev: Record<string, unknown>, opts: ResolvedEventValidationOptions): CloudEventJson {
+export function checkEvent(
+  ev: Record<string, unknown>,
+  opts: ResolvedEventValidationOptions,
+  plain = false,
+): CloudEventJson {
   const specversion = ev.specversion;
   if (specversion === undefined || specversion === null) {
     throw invalid('specversion', 'required', 'the required attribute is missing');
@@ -296,16 +311,16 @@ export function checkEvent(ev: Record<string, unknown>, opts: ResolvedEventValid
     throw invalid('specversion', 'specversion', `must be "1.0", got ${describe(specversion)}`);
   }
   if (ev.id === undefined || ev.id === null) throw invalid('id', 'required', 'the required attribute is missing');
-  checkString('id', ev.id, false);
+  checkString('id', ev.id, false, plain);
   if (ev.source === undefined || ev.source === null) {
     throw invalid('source', 'required', 'the required attribute is missing');
   }
-  const source = checkString('source', ev.source, false);
+  const source = checkString('source', ev.source, false, plain);
   if (!isUriReference(source)) {
     throw invalid('source', 'uri-reference', `must be an RFC 3986 URI-reference, got ${describe(source)}`);
   }
   if (ev.type === undefined || ev.type === null) throw invalid('type', 'required', 'the required attribute is missing');
-  checkString('type', ev.type, false);
+  checkString('type', ev.type, false, plain);
 
   let hasNull = false;
   let hasData = false;
@@ -336,15 +351,15 @@ export function checkEvent(ev: Record<string, unknown>, opts: ResolvedEventValid
         }
         break;
       case 'dataschema':
-        if (!isUriReference(checkString(key, v, false), true)) {
+        if (!isUriReference(checkString(key, v, false, plain), true)) {
           throw invalid(key, 'absolute-uri', `must be an absolute URI (with a scheme), got ${describe(v)}`);
         }
         break;
       case 'subject':
-        checkString(key, v, false);
+        checkString(key, v, false, plain);
         break;
       case 'time':
-        if (parseRfc3339(checkString(key, v, false)) === undefined) {
+        if (parseRfc3339(checkString(key, v, false, plain)) === undefined) {
           throw invalid(
             key,
             'rfc3339',
@@ -361,14 +376,14 @@ export function checkEvent(ev: Record<string, unknown>, opts: ResolvedEventValid
           throw invalid(key, 'base64', 'must be valid RFC 4648 Base64 (standard alphabet, padded)');
         break;
       default:
-        if (!EXTENSION_NAME_RE.test(key)) {
+        if (!plain && !EXTENSION_NAME_RE.test(key)) {
           throw invalid(
             key,
             'extension-name',
             'an attribute name must be 1 to 20 lowercase letters (a-z) or digits (0-9)',
           );
         }
-        checkExtensionValue(key, v);
+        checkExtensionValue(key, v, plain);
         if (!hasIntent && INTENT_NAMES.has(key)) hasIntent = true;
     }
   }

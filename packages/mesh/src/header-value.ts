@@ -30,13 +30,36 @@ export function percentEncodeHeaderValue(value: string): string {
   return out;
 }
 
-/** No `"`, `%`, control or non-ASCII character: the value is the attribute as is (a loop beats a regex here). */
-function isPlainHeaderValue(value: string): boolean {
+/**
+ * Whether a header value has no `"`, `%`, control or non-ASCII character, so that it is the
+ * attribute's value as is (a loop beats a regex here).
+ */
+export function isPlainHeaderValue(value: string): boolean {
   for (let i = 0; i < value.length; i++) {
     const c = value.charCodeAt(i);
     if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x25) return false;
   }
   return true;
+}
+
+/**
+ * Percent-decode a value whose escapes all encode ASCII bytes (the common `%20`, `%22`, `%25`);
+ * `undefined` when an escape is malformed or encodes a byte of 0x80 or more.
+ */
+function decodeAsciiEscapes(v: string): string | undefined {
+  let out = '';
+  let from = 0;
+  let i = v.indexOf('%');
+  while (i >= 0) {
+    if (i + 2 >= v.length) return undefined;
+    const hi = hexValue(v.charCodeAt(i + 1));
+    const lo = hi >= 0 && hi < 8 ? hexValue(v.charCodeAt(i + 2)) : -1;
+    if (lo < 0) return undefined;
+    out += v.slice(from, i) + String.fromCharCode((hi << 4) | lo);
+    from = i + 3;
+    i = v.indexOf('%', from);
+  }
+  return out + v.slice(from);
 }
 
 function hexValue(c: number): number {
@@ -90,6 +113,8 @@ export function decodeHeaderValue(value: string, header: string, attribute: stri
   if (v.length >= 2 && v.charCodeAt(0) === 0x22 && v.charCodeAt(v.length - 1) === 0x22)
     v = unquote(v, header, attribute);
   if (v.indexOf('%') < 0) return v;
+  const ascii = decodeAsciiEscapes(v);
+  if (ascii !== undefined) return ascii;
   try {
     // One round of percent-decoding with UTF-8 validation (overlong forms and surrogates
     // rejected); on failure the loop below finds which rule was broken.

@@ -10,6 +10,7 @@ import {
   CE_BATCH_JSON,
   CE_JSON,
   type CollectedHeaders,
+  decodeAttributeHeader,
   decodeBatchBody,
   decodeStructuredBody,
   encodeStructuredBody,
@@ -25,7 +26,7 @@ import {
   withIndex,
 } from './cloudevent.js';
 import { InvalidEventError, UnsupportedFormatError } from './errors.js';
-import { decodeHeaderValue, percentEncodeHeaderValue, utf8 } from './header-value.js';
+import { percentEncodeHeaderValue, utf8 } from './header-value.js';
 
 /**
  * HTTP request or response headers: a record as Node's `IncomingHttpHeaders` (names in any
@@ -114,7 +115,7 @@ function take(st: HttpCollect, rawName: string, raw: string | readonly string[] 
   const c = st.c;
   c.headerBytes += name.length + value.length;
   if (attr !== undefined) {
-    const decoded = decodeHeaderValue(value, name, attr);
+    const decoded = decodeAttributeHeader(value, name, attr);
     if (attr === 'datacontenttype') {
       if (st.ceContentType !== undefined) {
         throw new InvalidEventError(attr, 'duplicate-header', `header ${name} appears more than once`);

@@ -90,6 +90,7 @@ export function decodeKafka(record: KafkaRecordInput, options?: KafkaDecodeOptio
   const opts = resolveEventValidationOptions(options);
   const body = typeof record.value === 'string' ? Buffer.from(record.value, 'utf8') : (record.value ?? null);
   const c = newCollected();
+  c.plain = false; // Kafka header values are raw UTF-8: every String rule applies
   const headers = record.headers ?? {};
   for (const rawName of Object.keys(headers)) {
     const name = rawName.toLowerCase();

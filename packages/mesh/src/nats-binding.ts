@@ -9,6 +9,7 @@ import {
   attributeOfHeader,
   binaryParts,
   CE_JSON,
+  decodeAttributeHeader,
   decodeStructuredBody,
   encodeStructuredBody,
   finishBinary,
@@ -17,7 +18,7 @@ import {
 } from './binary-mode.js';
 import { type CloudEventJson, type EventValidationOptions, resolveEventValidationOptions } from './cloudevent.js';
 import { InvalidEventError, UnsupportedFormatError } from './errors.js';
-import { decodeHeaderValue, percentEncodeHeaderValue } from './header-value.js';
+import { percentEncodeHeaderValue } from './header-value.js';
 
 /** A NATS message as the bindings see it: headers (lowercase names) and payload. */
 export interface NatsMessageParts {
@@ -58,7 +59,7 @@ export function decodeNats(
     c.headerBytes += name.length + value.length;
     if (name.startsWith('ce-') && name.length > 3) {
       const attr = attributeOfHeader(name, false);
-      const decoded = decodeHeaderValue(value, name, attr);
+      const decoded = decodeAttributeHeader(value, name, attr);
       if (attr === 'datacontenttype') {
         if (ceContentType !== undefined) {
           throw new InvalidEventError(attr, 'duplicate-header', `header ${name} appears more than once`);
