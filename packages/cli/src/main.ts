@@ -7,7 +7,9 @@ import { MeshError } from '@meshroute/mesh';
 import { Command, CommanderError } from 'commander';
 import { register as registerAgent } from './commands/agent.js';
 import { register as registerPolicy } from './commands/policy.js';
+import { register as registerPublish } from './commands/publish.js';
 import { register as registerRun } from './commands/run.js';
+import { register as registerSecurity } from './commands/security.js';
 import { register as registerVersion } from './commands/version.js';
 import { register as registerWorkload } from './commands/workload.js';
 import { type CliContext, createContext } from './context.js';
@@ -19,6 +21,8 @@ function registerAll(program: Command, ctx: CliContext): void {
   registerAgent(program, ctx);
   registerRun(program, ctx);
   registerWorkload(program, ctx);
+  registerSecurity(program, ctx);
+  registerPublish(program, ctx);
 }
 
 /**
