@@ -1,2 +1,2 @@
 /** @internal Sibling-package surface of @meshroute/client. Not a public API. */
-export {};
+export { answerOfHttp } from './answer.js';
