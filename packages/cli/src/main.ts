@@ -8,7 +8,6 @@ import { Command, CommanderError } from 'commander';
 import { register as registerAgent } from './commands/agent.js';
 import { register as registerPolicy } from './commands/policy.js';
 import { register as registerPublish } from './commands/publish.js';
-import { register as registerPublish } from './commands/publish.js';
 import { register as registerRun } from './commands/run.js';
 import { register as registerSecurity } from './commands/security.js';
 import { register as registerVersion } from './commands/version.js';
@@ -22,7 +21,6 @@ function registerAll(program: Command, ctx: CliContext): void {
   registerAgent(program, ctx);
   registerRun(program, ctx);
   registerWorkload(program, ctx);
-  registerPublish(program, ctx);
   registerSecurity(program, ctx);
   registerPublish(program, ctx);
 }
