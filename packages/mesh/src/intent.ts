@@ -144,8 +144,15 @@ function digits(s: string, from: number, count: number): number {
 }
 
 const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-/** Milliseconds in 400 Gregorian years, to keep `Date.UTC` away from its two-digit-year rule. */
-const MS_PER_400_YEARS = 146_097 * 86_400_000;
+/** Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil). */
+function daysFromCivil(year: number, month: number, day: number): number {
+  const y = month <= 2 ? year - 1 : year;
+  const era = Math.floor(y / 400);
+  const yoe = y - era * 400;
+  const doy = Math.floor((153 * ((month + 9) % 12) + 2) / 5) + day - 1;
+  const doe = yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy;
+  return era * 146_097 + doe - 719_468;
+}
 
 /**
  * Parse and validate an RFC 3339 timestamp into epoch milliseconds, checking the calendar
@@ -199,11 +206,8 @@ export function parseRfc3339(value: string): number | undefined {
     if (oh < 0 || oh > 23 || om < 0 || om > 59) return undefined;
     offsetMin = (sign === '+' ? 1 : -1) * (oh * 60 + om);
   }
-  const utc =
-    year < 100
-      ? Date.UTC(year + 400, month - 1, day, hour, minute, second, ms) - MS_PER_400_YEARS
-      : Date.UTC(year, month - 1, day, hour, minute, second, ms);
-  return utc - offsetMin * 60_000;
+  const days = daysFromCivil(year, month, day);
+  return (((days * 24 + hour) * 60 + minute - offsetMin) * 60 + second) * 1000 + ms;
 }
 
 /**
