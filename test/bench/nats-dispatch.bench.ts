@@ -9,7 +9,7 @@
 import { encodeMessage, meshNames } from '@meshroute/mesh';
 import { benchLine, percentiles, reportBench, sampleAsync, startNatsServer, stopAllServers } from '@meshroute/testing';
 import { connectMesh, natsAgentMesh, natsMesh, provisionMesh, publishEvent } from '../src/index.js';
-import { resultFor, sampleEvent, sampleWork } from '../test/fixtures.js';
+import { resultFor, sampleEvent, sampleWork } from '../transport-nats/fixtures.js';
 
 const server = await startNatsServer();
 try {
