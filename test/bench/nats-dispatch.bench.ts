@@ -8,7 +8,7 @@
  */
 import { encodeMessage, meshNames } from '@meshroute/mesh';
 import { benchLine, percentiles, reportBench, sampleAsync, startNatsServer, stopAllServers } from '@meshroute/testing';
-import { connectMesh, natsAgentMesh, natsMesh, provisionMesh, publishEvent } from '../src/index.js';
+import { connectMesh, natsAgentMesh, natsMesh, provisionMesh, publishEvent } from '@meshroute/transport-nats';
 import { resultFor, sampleEvent, sampleWork } from '../transport-nats/fixtures.js';
 
 const server = await startNatsServer();
