@@ -6,8 +6,11 @@
 import { MeshError } from '@meshroute/mesh';
 import { Command, CommanderError } from 'commander';
 import { register as registerAgent } from './commands/agent.js';
+import { register as registerAgents } from './commands/agents.js';
+import { register as registerDecisions } from './commands/decisions.js';
 import { register as registerPolicy } from './commands/policy.js';
 import { register as registerPublish } from './commands/publish.js';
+import { register as registerRouter } from './commands/router.js';
 import { register as registerRun } from './commands/run.js';
 import { register as registerSecurity } from './commands/security.js';
 import { register as registerVersion } from './commands/version.js';
@@ -17,6 +20,9 @@ import { type CliContext, createContext } from './context.js';
 /** Register every command on `program`. Add new commands here. */
 function registerAll(program: Command, ctx: CliContext): void {
   registerVersion(program, ctx);
+  registerRouter(program, ctx);
+  registerAgents(program, ctx);
+  registerDecisions(program, ctx);
   registerPolicy(program, ctx);
   registerAgent(program, ctx);
   registerRun(program, ctx);

@@ -1,0 +1,338 @@
+/**
+ * `meshroute router`: the router process. Wires NATS (mesh, JetStream ingress consumer, policy
+ * KV), the state store (memory, or Redis with `--redis-url`), the policy directory with hot
+ * reload, and the HTTP ingress. {@link startRouterProcess} is the programmatic starter used by
+ * `meshroute up` and the integration tests.
+ */
+import { type FSWatcher, watch } from 'node:fs';
+import { resolve } from 'node:path';
+import {
+  ConfigError,
+  type Logger,
+  MeshError,
+  meshNames,
+  noopLogger,
+  type StateStore,
+  toMeshError,
+} from '@meshroute/mesh';
+import { createPolicyHolder, type PolicyHolder } from '@meshroute/policy';
+import {
+  createRouter,
+  type HttpIngress,
+  type IngressPublisher,
+  memoryStateStore,
+  type Router,
+  type RouterAnswer,
+  type RouterEvent,
+  type RouterOptions,
+  startHttpIngress,
+} from '@meshroute/router';
+import { redisStateStore } from '@meshroute/store-redis';
+import {
+  connectMesh,
+  DEFAULT_NATS_URL,
+  type MeshConnection,
+  natsEventSource,
+  natsMesh,
+  natsPolicyStore,
+  provisionMesh,
+  publishEvent,
+} from '@meshroute/transport-nats';
+import { type Command, Option } from 'commander';
+import type { CliContext } from '../context.js';
+import { formatPolicyError, readPolicyDir } from './policy.js';
+
+/** Default HTTP ingress port of `meshroute router`. */
+export const DEFAULT_ROUTER_HTTP_PORT = 8080;
+/** Ingress deliveries a router works on at once. */
+export const DEFAULT_ROUTER_MAX_IN_FLIGHT = 1024;
+/** Debounce of policy directory changes, ms. */
+export const DEFAULT_POLICY_RELOAD_DEBOUNCE_MS = 200;
+
+/** Options of {@link startRouterProcess}. */
+export interface RouterProcessOptions {
+  /** NATS server(s). @default DEFAULT_NATS_URL */
+  natsUrl?: string | string[];
+  /** HTTP ingress port (0: a free port). @default 8080 */
+  httpPort?: number;
+  /** HTTP ingress host. @default '0.0.0.0' */
+  httpHost?: string;
+  /** Policy bundle directory, hot reloaded. Without it, only bundles pushed to the policy KV are used. */
+  policiesDir?: string;
+  /** Shared state in Redis; in memory when absent. */
+  redisUrl?: string;
+  /** Router id. @default a random id */
+  routerId?: string;
+  /** Ingress deliveries worked on at once. @default 1024 */
+  maxInFlight?: number;
+  /** Ingress ack wait, ms (redelivery after a router crash). */
+  ackWaitMs?: number;
+  /** Engine options. */
+  routerOptions?: RouterOptions;
+  /** Skip stream/bucket provisioning (already done). @default false */
+  skipProvision?: boolean;
+  logger?: Logger;
+}
+
+/** A running router process. */
+export interface RouterProcess {
+  readonly routerId: string;
+  /** The HTTP ingress port actually bound. */
+  readonly httpPort: number;
+  readonly router: Router;
+  readonly policies: PolicyHolder;
+  /** Stop HTTP, hand unfinished work back, close the store and the connection. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/** Publishes HTTP events into the JetStream ingress; waits for answers on a per-router inbox. */
+function natsIngressPublisher(
+  conn: MeshConnection,
+  routerId: string,
+  logger: Logger,
+): IngressPublisher & {
+  close(): void;
+} {
+  const names = meshNames();
+  const prefix = `${names.replyPrefix}.${routerId}`;
+  const waiting = new Map<string, (a: RouterAnswer) => void>();
+  let n = 0;
+  const sub = conn.nc.subscribe(`${prefix}.>`, {
+    callback: (err, msg) => {
+      if (err) return;
+      const w = waiting.get(msg.subject);
+      if (!w) return;
+      try {
+        w(JSON.parse(new TextDecoder().decode(msg.data)) as RouterAnswer);
+      } catch (e) {
+        logger.warn('unreadable answer dropped', { error: (e as Error).message });
+      }
+    },
+  });
+  return {
+    async publish(event: RouterEvent, options: { waitMs: number | undefined }) {
+      const tenant = typeof event.tenant === 'string' ? event.tenant : undefined;
+      if (options.waitMs === undefined) {
+        await publishEvent(conn, event, tenant ? { tenant } : {});
+        return undefined;
+      }
+      const replyTo = `${prefix}.${++n}`;
+      let timer: NodeJS.Timeout | undefined;
+      const answer = new Promise<RouterAnswer | undefined>((resolveAnswer) => {
+        timer = setTimeout(() => {
+          waiting.delete(replyTo);
+          resolveAnswer(undefined);
+        }, options.waitMs);
+        waiting.set(replyTo, (a) => {
+          clearTimeout(timer);
+          waiting.delete(replyTo);
+          resolveAnswer(a);
+        });
+      });
+      try {
+        await publishEvent(conn, event, { replyTo, ...(tenant ? { tenant } : {}) });
+      } catch (err) {
+        clearTimeout(timer);
+        waiting.delete(replyTo);
+        throw err;
+      }
+      return answer;
+    },
+    close() {
+      if (!sub.isClosed()) sub.unsubscribe();
+    },
+  };
+}
+
+/**
+ * Start a router process: connect, provision, load policies, consume ingress, serve HTTP.
+ * @throws ConfigError when the policy directory does not load (errors with file:line:col)
+ */
+export async function startRouterProcess(options: RouterProcessOptions = {}): Promise<RouterProcess> {
+  const logger = options.logger ?? noopLogger;
+  const routerId = options.routerId ?? `router-${Math.random().toString(36).slice(2, 10)}`;
+  const holder = createPolicyHolder();
+  const policiesDir = options.policiesDir ? resolve(options.policiesDir) : undefined;
+  const loadDir = (): boolean => {
+    if (!policiesDir) return false;
+    let files: { path: string; content: string }[];
+    try {
+      files = readPolicyDir(policiesDir);
+    } catch (err) {
+      logger.error('cannot read the policy directory', { dir: policiesDir, error: toMeshError(err).message });
+      return false;
+    }
+    const r = holder.propose(files, { source: policiesDir });
+    if (r.ok) {
+      if (r.changed) logger.info('policy bundle active', { digest: r.bundle.digest, source: policiesDir });
+      return true;
+    }
+    logger.error('policy bundle refused; keeping the last good bundle', {
+      errors: r.errors.map((e) => formatPolicyError(e, policiesDir).trim()),
+    });
+    return false;
+  };
+  if (policiesDir && !loadDir()) {
+    const files = readPolicyDir(policiesDir);
+    const r = holder.propose(files, { source: policiesDir });
+    const detail = r.ok ? '' : r.errors.map((e) => formatPolicyError(e, policiesDir)).join('');
+    throw new ConfigError('--policies', `the policy bundle in ${policiesDir} does not load:\n${detail}`);
+  }
+
+  const conn = await connectMesh({ servers: options.natsUrl ?? DEFAULT_NATS_URL, name: routerId });
+  const cleanups: (() => Promise<void> | void)[] = [];
+  try {
+    if (!options.skipProvision) await provisionMesh(conn);
+    let store: StateStore;
+    if (options.redisUrl) {
+      const redis = redisStateStore(options.redisUrl, { logger: logger.child({ component: 'store-redis' }) });
+      store = redis;
+    } else {
+      store = memoryStateStore();
+    }
+    cleanups.push(() => store.close());
+    const mesh = natsMesh(conn, { routerId, logger: logger.child({ component: 'nats-mesh' }) });
+    const source = natsEventSource(conn, {
+      maxInFlight: options.maxInFlight ?? DEFAULT_ROUTER_MAX_IN_FLIGHT,
+      ...(options.ackWaitMs !== undefined ? { ackWaitMs: options.ackWaitMs } : {}),
+      logger: logger.child({ component: 'ingress' }),
+    });
+    const publisher = natsIngressPublisher(conn, routerId, logger);
+    cleanups.push(() => publisher.close());
+    const router = createRouter({
+      mesh,
+      source,
+      store,
+      policies: holder,
+      logger,
+      routerId,
+      ingressPublisher: publisher,
+      options: {
+        ...options.routerOptions,
+        ...(options.httpPort !== undefined ? { httpPort: options.httpPort } : {}),
+        ...(options.httpHost !== undefined ? { httpHost: options.httpHost } : {}),
+      },
+    });
+
+    // Hot reload: the directory (fs.watch, debounced) and bundles pushed to the policy KV.
+    let watcher: FSWatcher | undefined;
+    if (policiesDir) {
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        watcher = watch(policiesDir, { recursive: true }, () => {
+          if (timer) clearTimeout(timer);
+          timer = setTimeout(loadDir, DEFAULT_POLICY_RELOAD_DEBOUNCE_MS);
+          timer.unref();
+        });
+        cleanups.push(() => {
+          if (timer) clearTimeout(timer);
+          watcher?.close();
+        });
+      } catch (err) {
+        logger.warn('policy directory not watched', { error: toMeshError(err).message });
+      }
+    }
+    const policyStore = natsPolicyStore(conn, { logger });
+    try {
+      const stopWatch = await policyStore.watch((pushed) => {
+        const r = holder.propose(pushed.files, { source: `kv revision ${pushed.revision}` });
+        if (r.ok) logger.info('policy bundle from KV active', { digest: r.bundle.digest, revision: pushed.revision });
+        else logger.error('policy bundle from KV refused', { revision: pushed.revision, errors: r.errors.length });
+      });
+      cleanups.push(stopWatch);
+    } catch (err) {
+      logger.warn('policy KV not watched', { error: toMeshError(err).message });
+    }
+
+    await router.start();
+    void (async () => {
+      for await (const s of router.status()) {
+        if (s.type === 'storeDegraded') logger.warn('router degraded: state store unavailable', { error: s.error });
+        else if (s.type === 'storeRecovered') logger.info('router recovered: state store available');
+        else if (s.type === 'agentLost') logger.warn('agent lost', { agentId: s.agentId, inFlight: s.inFlight });
+        else if (s.type === 'agentJoined') logger.info('agent joined', { agentId: s.agentId });
+      }
+    })();
+    let http: HttpIngress;
+    try {
+      http = await startHttpIngress(router, { logger });
+    } catch (err) {
+      await router.stop({ drainTimeoutMs: 0 });
+      throw new ConfigError('--http-port', `cannot listen: ${toMeshError(err).message}`, { cause: err });
+    }
+    logger.info('router listening', { routerId, httpPort: http.port, policyDigest: holder.current()?.digest });
+    let stopping: Promise<void> | undefined;
+    return {
+      routerId: router.routerId,
+      httpPort: http.port,
+      router,
+      policies: holder,
+      stop() {
+        stopping ??= (async () => {
+          await http.close();
+          await router.stop();
+          for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => undefined);
+          await conn.drain().catch(() => conn.close());
+        })();
+        return stopping;
+      },
+    };
+  } catch (err) {
+    for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => undefined);
+    await conn.close();
+    throw err;
+  }
+}
+
+function port(flag: string) {
+  return (value: string): number => {
+    if (!/^[0-9]+$/.test(value) || Number(value) > 65535) {
+      throw new ConfigError(flag, `must be a port number (0-65535), got ${JSON.stringify(value)}`);
+    }
+    return Number(value);
+  };
+}
+
+interface RouterFlags {
+  natsUrl: string;
+  httpPort: number;
+  policies?: string;
+  redisUrl?: string;
+  routerId?: string;
+}
+
+/** Register `meshroute router`. */
+export function register(program: Command, ctx: CliContext): void {
+  program
+    .command('router')
+    .description('run a router: consume ingress, place work by policy over the live agents, serve HTTP ingress')
+    .addOption(
+      new Option('--nats-url <url>', 'NATS server(s), comma-separated')
+        .env('MESHROUTE_NATS_URL')
+        .default(DEFAULT_NATS_URL),
+    )
+    .option('--http-port <port>', 'HTTP ingress port', port('--http-port'), DEFAULT_ROUTER_HTTP_PORT)
+    .option('--policies <dir>', 'policy bundle directory (hot reloaded)')
+    .addOption(new Option('--redis-url <url>', 'shared router state in Redis').env('MESHROUTE_REDIS_URL'))
+    .option('--router-id <id>', 'router id (decision records, claims)')
+    .action(async (flags: RouterFlags) => {
+      const log = ctx.logger('router');
+      const proc = await startRouterProcess({
+        natsUrl: flags.natsUrl.split(',').map((s) => s.trim()),
+        httpPort: flags.httpPort,
+        ...(flags.policies ? { policiesDir: flags.policies } : {}),
+        ...(flags.redisUrl ? { redisUrl: flags.redisUrl } : {}),
+        ...(flags.routerId ? { routerId: flags.routerId } : {}),
+        logger: log,
+      });
+      ctx.stdout.write(`router ${proc.routerId} listening on http://0.0.0.0:${proc.httpPort}/events\n`);
+      const signal = await new Promise<NodeJS.Signals>((resolveSignal) => {
+        process.once('SIGTERM', () => resolveSignal('SIGTERM'));
+        process.once('SIGINT', () => resolveSignal('SIGINT'));
+      });
+      log.info('stopping', { signal });
+      await proc.stop().catch((err: unknown) => {
+        if (err instanceof MeshError) log.error('stop failed', { error: err.message });
+      });
+    });
+}
