@@ -289,6 +289,9 @@ export function unparse(n: ASTNode): string {
 
 class Unsupported extends Error {}
 
+/** Sets of per-event lists (shared lists such as residency are reused across events). */
+const listSets = new WeakMap<readonly unknown[], Set<unknown>>();
+
 type GenType = 'int' | 'double' | 'string' | 'bool' | 'list';
 interface Gen {
   code: string;
@@ -297,7 +300,8 @@ interface Gen {
 
 function toJs(v: unknown): unknown {
   if (typeof v === 'bigint') return Number(v);
-  if (Array.isArray(v)) return v.map(toJs);
+  // Lists of strings are returned as they are (shared per-event lists stay shared).
+  if (Array.isArray(v)) return v.some((x) => typeof x === 'bigint' || Array.isArray(x)) ? v.map(toJs) : v;
   return v;
 }
 
@@ -389,7 +393,15 @@ function compileFast(root: ASTNode, vocab: Vocabulary, env: Environment): FastEx
           // A list computed once per event: membership through a Set.
           const k = Number(slot[1]);
           const inner = slots[k] as (event: Record<string, unknown>) => unknown;
-          slots[k] = (event) => new Set(inner(event) as unknown[]);
+          slots[k] = (event) => {
+            const list = inner(event) as unknown[];
+            let set = listSets.get(list);
+            if (set === undefined) {
+              set = new Set(list);
+              listSets.set(list, set);
+            }
+            return set;
+          };
           return { code: `${r.code}.has(${l.code})`, type: 'bool' };
         }
         return { code: `${r.code}.includes(${l.code})`, type: 'bool' };

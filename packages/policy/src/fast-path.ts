@@ -33,7 +33,7 @@ import {
   recordBase,
 } from './decide.js';
 import type { CompiledConstraint, CompiledException, CompiledPreference, LoadedBundle } from './loader.js';
-import { type AgentView, activationOf, eventFacts } from './vocabulary.js';
+import { type AgentView, activationOf, eventActivation } from './vocabulary.js';
 
 // ---------------------------------------------------------------------------------------------
 // Per bundle: classified expressions
@@ -187,6 +187,8 @@ class AgentTable {
 
   matches(revision: number, agents: readonly AgentView[]): boolean {
     if (revision !== this.revision || agents.length !== this.n) return false;
+    // The same array at the same revision is the same registry; another array is checked by id.
+    if (agents === this.agents) return true;
     const ids = this.ids;
     for (let i = 0; i < ids.length; i++) if ((agents[i] as AgentView).id !== ids[i]) return false;
     return true;
@@ -990,11 +992,11 @@ export function decideFast(
   o: ResolvedDecide,
 ): Decision {
   const started = performance.now();
-  let facts: Record<string, unknown>;
+  let ev: Record<string, unknown>;
   let tenant: string | undefined;
   try {
-    const f = eventFacts(event);
-    facts = f.facts;
+    const f = eventActivation(loaded.vocabulary.event, event);
+    ev = f.activation;
     tenant = f.intent.tenant;
   } catch (err) {
     return errorDecision(
@@ -1003,7 +1005,6 @@ export function decideFast(
       started,
     );
   }
-  const ev = activationOf(loaded.vocabulary.event, facts);
   state.prepared ??= prepare(loaded);
   const prep = state.prepared;
   let table = state.table;
