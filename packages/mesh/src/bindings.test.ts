@@ -1,5 +1,5 @@
 import { Buffer } from 'node:buffer';
-import { type CloudEvent, HTTP } from 'cloudevents';
+import { type CloudEvent, HTTP, Kafka } from 'cloudevents';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { type CloudEventJson, eventData } from './cloudevent.js';
@@ -210,6 +210,30 @@ describe('the cloudevents SDK accepts what we produce', () => {
     expect(sdk.validate()).toBe(true);
     expect(sdk.data).toEqual({ celsius: 21.5 });
     expect(sdk.residency).toBe('eu');
+  });
+
+  it('Kafka binary and structured records pass Kafka.toEvent and validate()', () => {
+    const ev: CloudEventJson = {
+      specversion: '1.0',
+      id: 'evt-3',
+      source: '/producers/sensor-7',
+      type: 'com.example.reading',
+      time: '2026-01-31T12:00:00.000Z', // the SDK's Kafka structured decoder throws without one
+      // (and it always sets partitionkey from the record key)
+      datacontenttype: 'application/json',
+      data: { celsius: 21.5 },
+      partitionkey: 'sensor-7',
+      residency: 'eu',
+    };
+    for (const rec of [
+      encodeKafkaBinary(ev, { partitionKeyToKey: true }),
+      encodeKafkaStructured(ev, { partitionKeyToKey: true }),
+    ]) {
+      const text = Buffer.from(rec.value).toString();
+      const sdk = Kafka.toEvent({ headers: rec.headers, key: rec.key ?? undefined, value: text, body: text });
+      expect((sdk as CloudEvent<unknown>).validate()).toBe(true);
+      expect(fromSdkEvent(sdk as unknown as Record<string, unknown>)).toEqual(ev);
+    }
   });
 
   it('toSdkEvent / fromSdkEvent round-trip, binary data included', () => {
