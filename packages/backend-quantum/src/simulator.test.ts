@@ -187,6 +187,34 @@ describe('measurement semantics', () => {
     expectBinomial(r.counts['101'] ?? 0, 2000, 0.5);
   });
 
+  it('gives the same statistics whether shots branch on outcomes or run one by one (tight memory)', () => {
+    // 3 mid-circuit measurements with feedback: 8 outcome paths
+    const src = `${HEADER}qreg q[3];\ncreg a[1];\ncreg b[1];\ncreg c[1];\ncreg out[1];
+ry(1.0) q[0];\nmeasure q[0] -> a[0];\nif (a == 1) ry(0.7) q[1];\nh q[1];\nmeasure q[1] -> b[0];
+if (b == 0) x q[2];\nry(0.4) q[2];\nmeasure q[2] -> c[0];\nreset q[2];\nif (c == 1) x q[2];\nmeasure q[2] -> out[0];`;
+    const p = parseQasm(src);
+    const shots = 8000;
+    const branched = simulate(p, { shots, seed: 3 });
+    const oneByOne = simulate(p, { shots, seed: 3, maxMemoryBytes: 2 * 16 * 2 ** 3 });
+    expect(branched.mode).toBe('per-shot');
+    for (const r of [branched, oneByOne]) {
+      expect(Object.values(r.counts).reduce((x, y) => x + y, 0)).toBe(shots);
+      for (const key of Object.keys(r.counts)) {
+        const [out, c] = key.split(' ');
+        expect(out).toBe(c); // reset then conditional x copies c into out
+      }
+      let aOnes = 0;
+      for (const [key, n] of Object.entries(r.counts)) if (key.endsWith('1')) aOnes += n;
+      expectBinomial(aOnes, shots, Math.sin(0.5) ** 2);
+    }
+    for (const key of new Set([...Object.keys(branched.counts), ...Object.keys(oneByOne.counts)])) {
+      const p1 = (branched.counts[key] ?? 0) / shots;
+      const p2 = (oneByOne.counts[key] ?? 0) / shots;
+      const sigma = Math.sqrt((p1 * (1 - p1) + p2 * (1 - p2)) / shots);
+      expect(Math.abs(p1 - p2), key).toBeLessThanOrEqual(5 * sigma + 2 / shots);
+    }
+  });
+
   it('measuring one qubit twice gives the same bit twice', () => {
     const r = run(`${HEADER}qreg q[1];\ncreg c[2];\nh q[0];\nmeasure q[0] -> c[0];\nmeasure q[0] -> c[1];`, 1000);
     expect(Object.keys(r.counts).sort()).toEqual(['00', '11']);

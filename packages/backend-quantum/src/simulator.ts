@@ -5,7 +5,8 @@
  * measurements touches it, no `reset` of an entangled qubit, no `if` that reads a measured bit),
  * the circuit is simulated once and `shots` outcomes are sampled from the final distribution.
  * Otherwise the unitary prefix (up to the first measurement, `reset` or `if`) is simulated once
- * and the rest runs per shot, with collapse.
+ * and the rest runs with collapse, the shots branching by outcome at each measurement (see
+ * {@link runBranch}) and sampled once only terminal measurements are left.
  */
 import { type Clock, ConfigError, ErrorCode, MeshError, systemClock } from '@meshroute/mesh';
 import type { CircuitOp, QasmProgram } from './circuit.js';
@@ -66,7 +67,8 @@ export interface SimulationResult {
   mode: SimulationMode;
   /**
    * Amplitudes `[re, im]` indexed by basis state (qubit 0 least significant), when asked for:
-   * the state before the terminal measurements (`sampled`), or the last shot's final state (`per-shot`).
+   * the state before the terminal measurements (`sampled`), or, in `per-shot` mode, the state of one
+   * outcome branch (the last one finished) before its terminal measurements.
    */
   stateVector?: Array<[number, number]>;
 }
@@ -300,6 +302,171 @@ function* runOps(ops: readonly CircuitOp[], amps: Float64Array, clbits: Uint8Arr
   }
 }
 
+/** State of a branching per-shot run. */
+interface BranchContext {
+  program: QasmProgram;
+  rng: Prng;
+  counts: Map<string, number>;
+  /** State vectors alive now. */
+  live: number;
+  /** State vectors that may be alive at once (memory). */
+  maxLive: number;
+  /** The final state of the last finished branch (for `stateVector`). */
+  last: Float64Array;
+  /** Per op list: from which indices the rest can be sampled instead of run per shot. */
+  sampleable: WeakMap<readonly CircuitOp[], Uint8Array>;
+}
+
+/**
+ * For each index `i`, 1 when `ops[i..]` holds only terminal measurements: no `if`, no `reset`, and
+ * no gate on a qubit after its measurement. Computed backwards in one pass.
+ */
+function sampleableSuffixes(ops: readonly CircuitOp[], qubits: number): Uint8Array {
+  const out = new Uint8Array(ops.length + 1);
+  out[ops.length] = 1;
+  const gated = new Uint8Array(qubits);
+  for (let i = ops.length - 1; i >= 0; i--) {
+    const op = ops[i] as CircuitOp;
+    let ok = out[i + 1] === 1;
+    if (op.kind === 'if' || op.kind === 'reset') ok = false;
+    else if (op.kind === 'measure') ok = ok && gated[op.qubit] === 0;
+    else for (const q of opQubits(op)) gated[q] = 1;
+    out[i] = ok ? 1 : 0;
+  }
+  return out;
+}
+
+/** Memory per-shot branching may use for state copies when no limit is given, bytes. */
+const BRANCH_MEMORY_BYTES = 256 * 2 ** 20;
+
+/**
+ * Run `ops[start..]` for a group of `shots` shots that share the state `amps` and bits `clbits`.
+ * At a measurement or reset the group splits by a binomial draw (one uniform per shot, exactly the
+ * per-shot distribution) and each outcome continues as its own group, so shots with the same
+ * outcomes so far are simulated once; once only terminal measurements are left, the group is
+ * sampled from its state. When memory allows no further copy, the group's shots run one at a time.
+ */
+function* runBranch(
+  ops: readonly CircuitOp[],
+  start: number,
+  amps: Float64Array,
+  clbits: Uint8Array,
+  shots: number,
+  ctx: BranchContext,
+): Generator<void, void> {
+  let sampleable = ctx.sampleable.get(ops);
+  if (sampleable === undefined) {
+    sampleable = sampleableSuffixes(ops, ctx.program.qubits);
+    ctx.sampleable.set(ops, sampleable);
+  }
+  for (let i = start; i < ops.length; i++) {
+    if (sampleable[i] === 1 && shots > 1) {
+      // only terminal measurements are left: finish the unitaries once and sample the group
+      const measuredFrom = new Int32Array(ctx.program.clbits).fill(-1);
+      for (let j = i; j < ops.length; j++) {
+        const o = ops[j] as CircuitOp;
+        if (o.kind === 'measure') measuredFrom[o.clbit] = o.qubit;
+        else {
+          yield* runOps([o], amps, clbits, ctx.rng);
+        }
+      }
+      sampleInto(ctx.program, amps, measuredFrom, clbits, shots, ctx.rng, ctx.counts);
+      ctx.last = amps;
+      return;
+    }
+    const op = ops[i] as CircuitOp;
+    switch (op.kind) {
+      case 'gate':
+        applyGate(amps, op.target, op.controls, op.matrix);
+        break;
+      case 'swap':
+        applySwap(amps, op.a, op.b, op.controls);
+        break;
+      case 'gate2':
+        applyGate2(amps, op.q0, op.q1, op.matrix);
+        break;
+      case 'if': {
+        let v = 0;
+        for (let k = op.size - 1; k >= 0; k--) v = v * 2 + (clbits[op.offset + k] as number);
+        if (v === op.value) {
+          yield* runBranch([...op.ops, ...ops.slice(i + 1)], 0, amps, clbits, shots, ctx);
+          return;
+        }
+        break;
+      }
+      case 'measure':
+      case 'reset': {
+        const p1 = Math.min(1, Math.max(0, probabilityOfOne(amps, op.qubit)));
+        let ones = 0;
+        for (let s = 0; s < shots; s++) if (ctx.rng.next() < p1) ones++;
+        const zeros = shots - ones;
+        if (ones > 0 && zeros > 0) {
+          if (ctx.live >= ctx.maxLive - 1) {
+            // no memory for another branch: the remaining shots run one by one (one scratch copy)
+            yield* shotByShot(ops, i, amps, clbits, shots, ctx);
+            return;
+          }
+          const copy = amps.slice();
+          const bits = clbits.slice();
+          ctx.live++;
+          settle(copy, bits, op, 1, p1);
+          yield* runBranch(ops, i + 1, copy, bits, ones, ctx);
+          ctx.live--;
+          settle(amps, clbits, op, 0, 1 - p1);
+          shots = zeros;
+        } else {
+          const outcome = ones > 0 ? 1 : 0;
+          settle(amps, clbits, op, outcome, outcome === 1 ? p1 : 1 - p1);
+        }
+        break;
+      }
+    }
+    yield;
+  }
+  ctx.last = amps;
+  if (ctx.program.clbits > 0) {
+    const key = keyOf(ctx.program, (c) => clbits[c] as number);
+    ctx.counts.set(key, (ctx.counts.get(key) ?? 0) + shots);
+  }
+}
+
+/** Collapse `op.qubit` onto `outcome`: record the bit (measure) or return the qubit to |0⟩ (reset). */
+function settle(
+  amps: Float64Array,
+  clbits: Uint8Array,
+  op: Extract<CircuitOp, { kind: 'measure' | 'reset' }>,
+  outcome: 0 | 1,
+  probability: number,
+): void {
+  collapse(amps, op.qubit, outcome, probability);
+  if (op.kind === 'measure') clbits[op.clbit] = outcome;
+  else if (outcome === 1) applyGate(amps, op.qubit, [], PAULI_X);
+}
+
+/** Run `ops[start..]` once per shot from a copy of `amps`, with collapse. */
+function* shotByShot(
+  ops: readonly CircuitOp[],
+  start: number,
+  amps: Float64Array,
+  clbits: Uint8Array,
+  shots: number,
+  ctx: BranchContext,
+): Generator<void, void> {
+  const rest = ops.slice(start);
+  const work = new Float64Array(amps.length);
+  const bits = new Uint8Array(clbits.length);
+  for (let shot = 0; shot < shots; shot++) {
+    work.set(amps);
+    bits.set(clbits);
+    yield* runOps(rest, work, bits, ctx.rng);
+    if (ctx.program.clbits > 0) {
+      const key = keyOf(ctx.program, (c) => bits[c] as number);
+      ctx.counts.set(key, (ctx.counts.get(key) ?? 0) + 1);
+    }
+  }
+  ctx.last = work;
+}
+
 function measure(amps: Float64Array, qubit: number, rng: Prng): 0 | 1 {
   const p1 = Math.min(1, Math.max(0, probabilityOfOne(amps, qubit)));
   const outcome: 0 | 1 = rng.next() < p1 ? 1 : 0;
@@ -324,16 +491,20 @@ function sortedCounts(counts: Map<string, number>): Record<string, number> {
   return out;
 }
 
-/** Draw `shots` basis states from `|amps|²` and histogram them through `measuredFrom`. */
-function sampleCounts(
+/**
+ * Draw `shots` basis states from `|amps|²` and add them to `counts` through `measuredFrom`
+ * (bits not measured read `baseBits`, or 0).
+ */
+function sampleInto(
   program: QasmProgram,
   amps: Float64Array,
   measuredFrom: Int32Array,
+  baseBits: Uint8Array | undefined,
   shots: number,
   rng: Prng,
-): Map<string, number> {
-  const counts = new Map<string, number>();
-  if (program.clbits === 0) return counts;
+  counts: Map<string, number>,
+): void {
+  if (program.clbits === 0) return;
   const u = new Float64Array(shots);
   for (let s = 0; s < shots; s++) u[s] = rng.next();
   u.sort();
@@ -344,7 +515,8 @@ function sampleCounts(
     if (key === undefined) {
       key = keyOf(program, (c) => {
         const q = measuredFrom[c] as number;
-        return q < 0 ? 0 : (index >>> q) & 1;
+        if (q < 0) return baseBits === undefined ? 0 : (baseBits[c] as number);
+        return (index >>> q) & 1;
       });
       keys.set(index, key);
     }
@@ -368,7 +540,6 @@ function sampleCounts(
     if (n > 0) add(i, n);
   }
   if (s < shots) add(last, shots - s); // rounding: the total fell a hair short of 1
-  return counts;
 }
 
 function stateVectorOf(amps: Float64Array): Array<[number, number]> {
@@ -423,20 +594,23 @@ export function* simulation(program: QasmProgram, options: SimulateOptions = {})
   let counts: Map<string, number>;
   let finalState = amps;
   if (plan.mode === 'sampled') {
-    counts = sampleCounts(program, amps, plan.measuredFrom, o.shots, rng);
+    counts = new Map();
+    sampleInto(program, amps, plan.measuredFrom, undefined, o.shots, rng, counts);
   } else {
     counts = new Map();
-    const work = new Float64Array(amps.length);
-    for (let shot = 0; shot < o.shots; shot++) {
-      work.set(amps);
-      clbits.fill(0);
-      yield* runOps(plan.perShot, work, clbits, rng);
-      if (program.clbits > 0) {
-        const key = keyOf(program, (c) => clbits[c] as number);
-        counts.set(key, (counts.get(key) ?? 0) + 1);
-      }
-    }
-    finalState = work;
+    const stateBytes = amps.byteLength;
+    const budget = Math.min(o.maxMemoryBytes, Math.max(2 * stateBytes, BRANCH_MEMORY_BYTES));
+    const ctx: BranchContext = {
+      program,
+      rng,
+      counts,
+      live: 1,
+      maxLive: Math.max(2, Math.floor(budget / stateBytes)),
+      last: amps,
+      sampleable: new WeakMap(),
+    };
+    yield* runBranch(plan.perShot, 0, amps, clbits, o.shots, ctx);
+    finalState = ctx.last;
   }
   const result: SimulationResult = {
     counts: sortedCounts(counts),
