@@ -76,6 +76,10 @@ export interface FastExpression {
   readonly run: (agent: AgentView, slots: readonly unknown[]) => unknown;
   /** The JavaScript source of `run`'s body: reads `a` (the agent) and `__s[i]` (slot values). */
   readonly code: string;
+  /** The same, reading numeric agent fields from typed columns `__c_<field>[i]`. */
+  readonly columnCode: string;
+  /** The numeric agent fields `columnCode` reads from columns. */
+  readonly numericFields: readonly string[];
 }
 
 /** The primary engine, bound to a vocabulary. */
@@ -341,7 +345,9 @@ function compileFast(root: ASTNode, vocab: Vocabulary, env: Environment): FastEx
         if (obj.op !== 'id' || obj.args !== 'agent' || !IDENT.test(field)) throw new Unsupported();
         const t = vocab.agent[field];
         if (t === undefined || t === 'map<string, string>') throw new Unsupported();
-        return { code: `a.${field}`, type: t === 'list<string>' ? 'list' : t };
+        // Marked so that numeric reads can also be emitted as typed-column reads.
+        const code = t === 'int' || t === 'double' ? `\u0001${field}\u0002` : `a.${field}`;
+        return { code, type: t === 'list<string>' ? 'list' : t };
       }
       case '&&':
       case '||': {
@@ -438,9 +444,15 @@ function compileFast(root: ASTNode, vocab: Vocabulary, env: Environment): FastEx
     }
   };
   const body = gen(root);
+  const numericFields = new Set<string>();
+  const code = body.code.replace(/\u0001(\w+)\u0002/g, (_, f: string) => {
+    numericFields.add(f);
+    return `a.${f}`;
+  });
+  const columnCode = body.code.replace(/\u0001(\w+)\u0002/g, (_, f: string) => `__c_${f}[i]`);
   // The generated code reads only declared agent fields, literal values and slot values.
-  const run = new Function('a', '__s', `"use strict"; return ${body.code};`) as FastExpression['run'];
-  return { slots, run, code: body.code };
+  const run = new Function('a', '__s', `"use strict"; return ${code};`) as FastExpression['run'];
+  return { slots, run, code, columnCode, numericFields: [...numericFields] };
 }
 
 /** Thrown by direct slots for an absent event attribute (preallocated: no stack capture per event). */

@@ -171,6 +171,7 @@ class AgentTable {
   /** Agents passing a set of agent-only constraints, by driving key (plan base signature). */
   readonly buckets = new Map<string, Int32Array[]>();
   readonly activations: (Record<string, unknown> | undefined)[];
+  readonly numerics = new Map<string, Float64Array>();
 
   constructor(
     readonly revision: number,
@@ -192,6 +193,17 @@ class AgentTable {
     const ids = this.ids;
     for (let i = 0; i < ids.length; i++) if ((agents[i] as AgentView).id !== ids[i]) return false;
     return true;
+  }
+
+  /** A numeric agent field as a typed column (snapshot of this revision's agents). */
+  numeric(field: string): Float64Array {
+    let col = this.numerics.get(field);
+    if (col === undefined) {
+      col = new Float64Array(this.n);
+      for (let i = 0; i < this.n; i++) col[i] = (this.agents[i] as unknown as Record<string, number>)[field] as number;
+      this.numerics.set(field, col);
+    }
+    return col;
   }
 
   activation(i: number): Record<string, unknown> {
@@ -316,7 +328,9 @@ interface Plan {
   baseKey: string;
   /** Constraints with active exceptions (evaluated for every agent when the record is built). */
   withExceptions: PlanConstraint[];
+  /** The candidate loop over the agent objects, and over the revision's typed columns. */
   loop: LoopFn;
+  columnLoop: LoopFn;
 }
 
 /** Per-bundle caches for the fast path. */
@@ -712,8 +726,10 @@ function buildPlan(ctx: DecisionContext, tenant: string | undefined, nowMs: numb
     baseKey,
     withExceptions: enforce.filter((c) => c.exceptions.length > 0),
     loop: undefined as unknown as LoopFn,
+    columnLoop: undefined as unknown as LoopFn,
   };
-  plan.loop = generateLoop(ctx, plan);
+  plan.loop = generateLoop(ctx, plan, false);
+  plan.columnLoop = generateLoop(ctx, plan, true);
   return plan;
 }
 
@@ -722,7 +738,7 @@ function buildPlan(ctx: DecisionContext, tenant: string | undefined, nowMs: numb
  * (inlined when compiled: agent-only columns, keyed results, compiled mixed code over the raw
  * agent and slot values; else through `ctx.status`), then the preferences.
  */
-function generateLoop(ctx: DecisionContext, plan: Plan): LoopFn {
+function generateLoop(ctx: DecisionContext, plan: Plan, columns: boolean): LoopFn {
   const decls = new Set<string>();
   let usesAgent = false;
   const col = (x: ExprInfo) => {
@@ -738,9 +754,14 @@ function generateLoop(ctx: DecisionContext, plan: Plan): LoopFn {
     const fast = x.expr.fast;
     if (fast === undefined || ctx.slotsOf(x) === undefined) return undefined;
     decls.add(`const S${x.id} = ctx.slots[${x.id}];`);
-    decls.add('const AG = ctx.agents;');
-    usesAgent = true;
-    return fast.code.replace(/__s\[/g, `S${x.id}[`);
+    const code = columns ? fast.columnCode : fast.code;
+    if (columns)
+      for (const f of fast.numericFields) decls.add(`const __c_${f} = ctx.table.numeric(${JSON.stringify(f)});`);
+    if (code.includes('a.')) {
+      decls.add('const AG = ctx.agents;');
+      usesAgent = true;
+    }
+    return code.replace(/__s\[/g, `S${x.id}[`);
   };
   /** JS code true exactly when the expression is `true` (false on error), or undefined. */
   const isTrue = (x: ExprInfo): string | undefined => {
@@ -866,15 +887,21 @@ class FastDecision implements Decision {
   #excluded: { agentId: string; rules: string[] }[] | undefined;
   #record: DecisionRecord | undefined;
 
+  #elig: Int32Array | undefined;
+  #scores: Float64Array | undefined;
+
   constructor(
     private readonly ctx: DecisionContext,
     private readonly plan: Plan,
+    private readonly loop: LoopFn,
+    private readonly buckets: readonly Int32Array[],
+    private readonly count: number,
     private readonly event: Record<string, unknown>,
     private readonly loaded: LoadedBundle,
     private readonly o: ResolvedDecide,
-    private readonly elig: Int32Array,
-    private readonly scores: Float64Array,
-    private readonly top: number[],
+    /** Top-k agent indices and scores, best first. */
+    private readonly topIdx: number[],
+    private readonly topScores: number[],
     chosen: number,
     private readonly shadow: { policy: string; chosen: string | null }[],
     private readonly evaluationUs: number,
@@ -883,12 +910,29 @@ class FastDecision implements Decision {
     this.outcome = chosen < 0 ? 'no-eligible-agent' : 'routed';
   }
 
+  /**
+   * The eligible agents and their scores. Not copied out of the shared buffers at decision time
+   * (at 10,000 agents that is most of the garbage per decision): the candidate loop is
+   * deterministic over this decision's context, so it runs again, once, on first read.
+   */
+  #eligible(): { elig: Int32Array; scores: Float64Array } {
+    if (this.#elig === undefined || this.#scores === undefined) {
+      const n = this.count;
+      const elig = new Int32Array(n);
+      const scores = new Float64Array(n);
+      this.ctx.prefErrors.length = 0;
+      this.loop(this.ctx, this.buckets, elig, scores, new Float64Array(n), new Float64Array(n));
+      this.#elig = elig;
+      this.#scores = scores;
+    }
+    return { elig: this.#elig, scores: this.#scores };
+  }
+
   get ranking(): { agentId: string; score: number }[] {
     if (this.#ranking === undefined) {
       const ids = this.ctx.table.ids;
-      const order = Array.from({ length: this.elig.length }, (_, k) => k);
-      const e = this.elig;
-      const s = this.scores;
+      const { elig: e, scores: s } = this.#eligible();
+      const order = Array.from({ length: e.length }, (_, k) => k);
       order.sort((x, y) =>
         before(s[x] as number, e[x] as number, s[y] as number, e[y] as number, ids) ? -1 : x === y ? 0 : 1,
       );
@@ -914,10 +958,7 @@ class FastDecision implements Decision {
       this.#record = {
         ...base,
         excluded,
-        topK: this.top.map((k) => ({
-          agentId: ids[this.elig[k] as number] as string,
-          score: this.scores[k] as number,
-        })),
+        topK: this.topIdx.map((i, k) => ({ agentId: ids[i] as string, score: this.topScores[k] as number })),
         chosen: chosen ? { agentId: chosen.id, region: chosen.region, jurisdiction: chosen.jurisdiction } : null,
         outcome: this.outcome,
         shadow: this.shadow.map((s) => ({
@@ -951,7 +992,8 @@ class FastDecision implements Decision {
     const plan = this.plan;
     const n = ctx.table.n;
     const eligible = new Uint8Array(n);
-    for (let k = 0; k < this.elig.length; k++) eligible[this.elig[k] as number] = 1;
+    const { elig } = this.#eligible();
+    for (let k = 0; k < elig.length; k++) eligible[elig[k] as number] = 1;
     const prefErrors = [...ctx.prefErrors].sort((a, b) => a.i - b.i);
     let pe = 0;
     const excluded: { agentId: string; rules: string[] }[] = [];
@@ -1045,9 +1087,11 @@ export function decideFast(
     scratch.nums = new Float64Array(n);
     scratch.dens = new Float64Array(n);
   }
-  const count = plan.loop(ctx, buckets, scratch.elig, scratch.scores, scratch.nums, scratch.dens);
-  const elig = scratch.elig.slice(0, count);
-  const scores = scratch.scores.slice(0, count);
+  // The same agents array at the same revision: numeric reads come from the revision's columns.
+  const loop = o.registryRevision > 0 && table.agents === agents ? plan.columnLoop : plan.loop;
+  const count = loop(ctx, buckets, scratch.elig, scratch.scores, scratch.nums, scratch.dens);
+  const elig = scratch.elig;
+  const scores = scratch.scores;
 
   // Best and top-k (partial selection).
   const ids = table.ids;
@@ -1109,5 +1153,21 @@ export function decideFast(
     });
   }
   const chosen = best < 0 ? -1 : (elig[best] as number);
-  return new FastDecision(ctx, plan, event, loaded, o, elig, scores, top, chosen, shadow, elapsedUs(started));
+  const topIdx = top.map((k) => elig[k] as number);
+  const topScores = top.map((k) => scores[k] as number);
+  return new FastDecision(
+    ctx,
+    plan,
+    loop,
+    buckets,
+    count,
+    event,
+    loaded,
+    o,
+    topIdx,
+    topScores,
+    chosen,
+    shadow,
+    elapsedUs(started),
+  );
 }
