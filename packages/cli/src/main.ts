@@ -6,6 +6,7 @@
 import { MeshError } from '@meshroute/mesh';
 import { Command, CommanderError } from 'commander';
 import { register as registerAgent } from './commands/agent.js';
+import { register as registerBridge } from './commands/bridge.js';
 import { register as registerAgents } from './commands/agents.js';
 import { register as registerDecisions } from './commands/decisions.js';
 import { register as registerPolicy } from './commands/policy.js';
@@ -29,6 +30,7 @@ function registerAll(program: Command, ctx: CliContext): void {
   registerWorkload(program, ctx);
   registerSecurity(program, ctx);
   registerPublish(program, ctx);
+  registerBridge(program, ctx);
 }
 
 /**
