@@ -2,8 +2,14 @@
  * `decide()` with the shipped policies over 1,000 and 10,000 agents, beside the naive evaluation
  * (every expression for every agent through cel-js, no compilation, caching or index) in the
  * same run. Targets: p50 <= 50 us at 1,000 agents; p99 <= 1 ms at 10,000 agents.
+ *
+ * `decide()` builds exclusions and the record lazily, so a second line per size reads
+ * `decision.record` too (what the router does), against the same naive baseline. Each line also
+ * carries p90, CPU time per call and the 1-minute load average: wall-clock tails on a shared
+ * machine are mostly preemption.
  */
 import { readdirSync, readFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { join, relative } from 'node:path';
 import { type AgentView, loadBundle, naiveDecide } from '@meshroute/policy';
 import { benchLine, percentiles, reportBench, sampleSync } from '@meshroute/testing';
@@ -68,41 +74,69 @@ const events = [
   { specversion: '1.0', id: 'e3', source: '/bench', type: 'job', residency: 'eea', carbonmax: 250, workload: 'resize' },
 ];
 
+function cpuMicrosPerCall(fn: (i: number) => unknown, calls: number): number {
+  const c0 = process.cpuUsage();
+  for (let i = 0; i < calls; i++) fn(i);
+  const c = process.cpuUsage(c0);
+  return Math.round(((c.user + c.system) / calls) * 1000) / 1000;
+}
+
+function p90(samples: readonly number[]): number {
+  const s = [...samples].sort((a, b) => a - b);
+  return Math.round((s[Math.ceil(0.9 * s.length) - 1] ?? Number.NaN) * 1000) / 1000;
+}
+
+type BenchEvent = (typeof events)[number];
+
 for (const [n, iterations, naiveIterations] of [
   [1_000, 4_000, 100],
-  [10_000, 1_000, 10],
+  [10_000, 2_000, 10],
 ] as const) {
   const agents = agentsOf(n);
   // Same decisions, or the comparison means nothing.
   for (const e of events) {
     const a = bundle.decide(e, agents, { registryRevision: 1 });
     const b = naiveDecide(bundle, e, agents);
-    if (a.chosen?.id !== b.chosen?.id || a.excluded.length !== b.excluded.length) {
+    if (
+      a.chosen?.id !== b.chosen?.id ||
+      a.excluded.length !== b.excluded.length ||
+      a.ranking.length !== b.ranking.length ||
+      JSON.stringify(a.record.topK) !== JSON.stringify(b.record.topK)
+    ) {
       throw new Error(`fast and naive disagree on ${e.id}: ${a.chosen?.id} vs ${b.chosen?.id}`);
     }
   }
-  const ours = percentiles(
-    sampleSync(
-      (i) =>
-        bundle.decide(events[i % events.length] as (typeof events)[number], agents, {
-          registryRevision: 1,
-          decisionId: 'b',
-        }),
-      { iterations },
-    ),
+  const decide = (i: number) =>
+    bundle.decide(events[i % events.length] as BenchEvent, agents, { registryRevision: 1, decisionId: 'b' });
+  const decideAndRecord = (i: number) => decide(i).record;
+  const naiveSamples = sampleSync(
+    (i) => naiveDecide(bundle, events[i % events.length] as BenchEvent, agents, { decisionId: 'b' }),
+    { iterations: naiveIterations, warmup: 2 },
   );
-  const naive = percentiles(
-    sampleSync(
-      (i) => naiveDecide(bundle, events[i % events.length] as (typeof events)[number], agents, { decisionId: 'b' }),
-      { iterations: naiveIterations, warmup: 2 },
-    ),
-  );
+  const naive = percentiles(naiveSamples);
+  const common = {
+    agents: n,
+    policies: bundle.policies.length,
+    baselineName: 'naive (every expression for every agent, cel-js)',
+    cores: cpus().length,
+  };
+  const oursSamples = sampleSync(decide, { iterations });
   reportBench(
-    benchLine(`policy.decide.${n}-agents`, 'us', ours, naive, {
-      agents: n,
-      policies: bundle.policies.length,
+    benchLine(`policy.decide.${n}-agents`, 'us', percentiles(oursSamples), naive, {
+      ...common,
       target: n === 1_000 ? 'p50 <= 50' : 'p99 <= 1000',
-      baselineName: 'naive (every expression for every agent, cel-js)',
+      p90: p90(oursSamples),
+      cpu_us_per_call: cpuMicrosPerCall(decide, iterations),
+      loadavg_1m: Math.round((loadavg()[0] ?? 0) * 100) / 100,
+    }),
+  );
+  const withRecord = sampleSync(decideAndRecord, { iterations: Math.ceil(iterations / 10) });
+  reportBench(
+    benchLine(`policy.decide-and-record.${n}-agents`, 'us', percentiles(withRecord), naive, {
+      ...common,
+      p90: p90(withRecord),
+      cpu_us_per_call: cpuMicrosPerCall(decideAndRecord, Math.ceil(iterations / 10)),
+      loadavg_1m: Math.round((loadavg()[0] ?? 0) * 100) / 100,
     }),
   );
 }

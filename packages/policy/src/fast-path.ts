@@ -331,6 +331,9 @@ interface Plan {
   /** The candidate loop over the agent objects, and over the revision's typed columns. */
   loop: LoopFn;
   columnLoop: LoopFn;
+  /** The exclusion pass (at most 31 enforce constraints, else undefined: generic evaluation). */
+  masks: MaskFn | undefined;
+  columnMasks: MaskFn | undefined;
 }
 
 /** Per-bundle caches for the fast path. */
@@ -727,9 +730,15 @@ function buildPlan(ctx: DecisionContext, tenant: string | undefined, nowMs: numb
     withExceptions: enforce.filter((c) => c.exceptions.length > 0),
     loop: undefined as unknown as LoopFn,
     columnLoop: undefined as unknown as LoopFn,
+    masks: undefined,
+    columnMasks: undefined,
   };
   plan.loop = generateLoop(ctx, plan, false);
   plan.columnLoop = generateLoop(ctx, plan, true);
+  if (enforce.length <= 31) {
+    plan.masks = generateMasks(ctx, plan, false);
+    plan.columnMasks = generateMasks(ctx, plan, true);
+  }
   return plan;
 }
 
@@ -738,9 +747,10 @@ function buildPlan(ctx: DecisionContext, tenant: string | undefined, nowMs: numb
  * (inlined when compiled: agent-only columns, keyed results, compiled mixed code over the raw
  * agent and slot values; else through `ctx.status`), then the preferences.
  */
-function generateLoop(ctx: DecisionContext, plan: Plan, columns: boolean): LoopFn {
+/** Code generation helpers shared by the candidate loop and the exclusion masks. */
+function codegen(ctx: DecisionContext, columns: boolean) {
   const decls = new Set<string>();
-  let usesAgent = false;
+  const state = { usesAgent: false };
   const col = (x: ExprInfo) => {
     decls.add(`const A${x.id} = ctx.table.column(X[${x.id}]).code;`);
     return `A${x.id}[i]`;
@@ -759,7 +769,7 @@ function generateLoop(ctx: DecisionContext, plan: Plan, columns: boolean): LoopF
       for (const f of fast.numericFields) decls.add(`const __c_${f} = ctx.table.numeric(${JSON.stringify(f)});`);
     if (code.includes('a.')) {
       decls.add('const AG = ctx.agents;');
-      usesAgent = true;
+      state.usesAgent = true;
     }
     return code.replace(/__s\[/g, `S${x.id}[`);
   };
@@ -783,6 +793,14 @@ function generateLoop(ctx: DecisionContext, plan: Plan, columns: boolean): LoopF
     }
     return undefined;
   };
+  /** Raw code of an agent-only column or keyed result for agent `i` (0, 1, 2 = error). */
+  const code = (x: ExprInfo): string | undefined =>
+    x.kind === K_AGENT ? col(x) : x.kind === K_JUR || x.kind === K_BACK ? keyed(x) : undefined;
+  return { decls, state, compiled, isTrue, notFalse, code };
+}
+
+function generateLoop(ctx: DecisionContext, plan: Plan, columns: boolean): LoopFn {
+  const { decls, state, compiled, isTrue, notFalse } = codegen(ctx, columns);
   const lines: string[] = [];
   plan.enforce.forEach((pc, k) => {
     if (pc.role !== 'loop') return;
@@ -824,7 +842,7 @@ function generateLoop(ctx: DecisionContext, plan: Plan, columns: boolean): LoopF
     '  const bucket = buckets[b];',
     '  for (let q = 0; q < bucket.length; q++) {',
     '    const i = bucket[q];',
-    usesAgent ? '    const a = AG[i];' : '',
+    state.usesAgent ? '    const a = AG[i];' : '',
     ...lines.map((l) => `    ${l}`),
     '    let num = 0; let den = 0;',
     ...prefLines.map((l) => `    ${l}`),
@@ -838,6 +856,53 @@ function generateLoop(ctx: DecisionContext, plan: Plan, columns: boolean): LoopF
     x: readonly ExprInfo[],
     p: Plan,
   ) => LoopFn;
+  return make(ctx.prep.exprs, plan);
+}
+
+type MaskFn = (ctx: DecisionContext, masks: Int32Array) => void;
+
+/**
+ * Generate the exclusion pass for a plan: every agent's bitmask of failing enforce constraints
+ * (an agent is eligible exactly when its mask is 0). Definite passes and error-free failures are
+ * decided inline; errors and exceptions go through `ctx.status`, which records them, in agent
+ * order then rule order.
+ */
+function generateMasks(ctx: DecisionContext, plan: Plan, columns: boolean): MaskFn {
+  const { decls, state, isTrue, notFalse, code } = codegen(ctx, columns);
+  const lines: string[] = [];
+  plan.enforce.forEach((pc, k) => {
+    const bit = `${1 << k}`;
+    const generic = `if (ctx.status(P.enforce[${k}], i, true) !== 0) m |= ${bit};`;
+    const when = pc.when === undefined ? undefined : notFalse(pc.when);
+    const req = isTrue(pc.require);
+    if ((pc.when !== undefined && when === undefined) || req === undefined) {
+      lines.push(generic);
+      return;
+    }
+    const pass = pc.when === undefined ? req : `(!${when} || ${req})`;
+    const errs = [pc.when, pc.require]
+      .map((x) => (x === undefined ? undefined : code(x)))
+      .filter((c): c is string => c !== undefined)
+      .map((c) => `${c} === 2`);
+    if (pc.exceptions.length > 0) lines.push(`if (!${pass}) { ${generic} }`);
+    else if (errs.length === 0) lines.push(`if (!${pass}) m |= ${bit};`);
+    else lines.push(`if (!${pass}) { if (${errs.join(' || ')}) { ${generic} } else m |= ${bit}; }`);
+  });
+  const src = [
+    '"use strict";',
+    ...decls,
+    'const n = masks.length;',
+    'for (let i = 0; i < n; i++) {',
+    state.usesAgent ? '  const a = AG[i];' : '',
+    '  let m = 0;',
+    ...lines.map((l) => `  ${l}`),
+    '  masks[i] = m;',
+    '}',
+  ].join('\n');
+  const make = new Function('X', 'P', `return (ctx, masks) => {\n${src}\n};`) as (
+    x: readonly ExprInfo[],
+    p: Plan,
+  ) => MaskFn;
   return make(ctx.prep.exprs, plan);
 }
 
@@ -991,27 +1056,49 @@ class FastDecision implements Decision {
     const ctx = this.ctx;
     const plan = this.plan;
     const n = ctx.table.n;
-    const eligible = new Uint8Array(n);
-    const { elig } = this.#eligible();
-    for (let k = 0; k < elig.length; k++) eligible[elig[k] as number] = 1;
     const prefErrors = [...ctx.prefErrors].sort((a, b) => a.i - b.i);
     let pe = 0;
     const excluded: { agentId: string; rules: string[] }[] = [];
     const ids = ctx.table.ids;
+    const maskFn = this.loop === plan.columnLoop ? plan.columnMasks : plan.masks;
+    if (maskFn === undefined) {
+      // More than 31 enforce constraints: rule by rule.
+      for (let i = 0; i < n; i++) {
+        const rules: string[] = [];
+        for (const pc of plan.enforce) if (ctx.status(pc, i, true) !== 0) rules.push(pc.ruleId);
+        if (rules.length > 0) excluded.push({ agentId: ids[i] as string, rules });
+        else pe = this.#prefErrorsOf(i, prefErrors, pe);
+      }
+      this.#excluded = excluded;
+      return;
+    }
+    const masks = new Int32Array(n);
+    maskFn(ctx, masks);
+    const byMask = new Map<number, string[]>();
     for (let i = 0; i < n; i++) {
-      if (eligible[i] === 1) {
-        for (const pc of plan.withExceptions) ctx.status(pc, i, true);
-        while (pe < prefErrors.length && (prefErrors[pe] as { i: number }).i === i) {
-          const e = prefErrors[pe++] as { i: number; rule: string; error: unknown };
-          ctx.recordError(e.rule, i, e.error);
-        }
+      const m = masks[i] as number;
+      if (m === 0) {
+        pe = this.#prefErrorsOf(i, prefErrors, pe);
         continue;
       }
-      const rules: string[] = [];
-      for (const pc of plan.enforce) if (ctx.status(pc, i, true) !== 0) rules.push(pc.ruleId);
-      excluded.push({ agentId: ids[i] as string, rules });
+      let rules = byMask.get(m);
+      if (rules === undefined) {
+        rules = plan.enforce.filter((_, k) => (m & (1 << k)) !== 0).map((pc) => pc.ruleId);
+        byMask.set(m, rules);
+      }
+      excluded.push({ agentId: ids[i] as string, rules: [...rules] });
     }
     this.#excluded = excluded;
+  }
+
+  /** Record the eager loop's preference errors of eligible agent `i` (sorted by agent). */
+  #prefErrorsOf(i: number, prefErrors: { i: number; rule: string; error: unknown }[], from: number): number {
+    let pe = from;
+    while (pe < prefErrors.length && (prefErrors[pe] as { i: number }).i === i) {
+      const e = prefErrors[pe++] as { i: number; rule: string; error: unknown };
+      this.ctx.recordError(e.rule, i, e.error);
+    }
+    return pe;
   }
 
   toJSON(): Record<string, unknown> {
