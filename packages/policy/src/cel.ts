@@ -317,6 +317,14 @@ function genTypeOf(celType: string): GenType {
 
 const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
+/**
+ * Marks numeric agent field reads in generated code (control characters: JSON.stringify escapes
+ * them, so no string literal contains them), replaced by object or typed-column reads.
+ */
+const MARK_OPEN = String.fromCharCode(1);
+const MARK_CLOSE = String.fromCharCode(2);
+const FIELD_MARK = new RegExp(`${MARK_OPEN}(\\w+)${MARK_CLOSE}`, 'g');
+
 function compileFast(root: ASTNode, vocab: Vocabulary, env: Environment): FastExpression {
   const slots: ((event: Record<string, unknown>) => unknown)[] = [];
   const num = (g: Gen) => g.type === 'int' || g.type === 'double';
@@ -346,7 +354,7 @@ function compileFast(root: ASTNode, vocab: Vocabulary, env: Environment): FastEx
         const t = vocab.agent[field];
         if (t === undefined || t === 'map<string, string>') throw new Unsupported();
         // Marked so that numeric reads can also be emitted as typed-column reads.
-        const code = t === 'int' || t === 'double' ? `\u0001${field}\u0002` : `a.${field}`;
+        const code = t === 'int' || t === 'double' ? `${MARK_OPEN}${field}${MARK_CLOSE}` : `a.${field}`;
         return { code, type: t === 'list<string>' ? 'list' : t };
       }
       case '&&':
@@ -445,11 +453,11 @@ function compileFast(root: ASTNode, vocab: Vocabulary, env: Environment): FastEx
   };
   const body = gen(root);
   const numericFields = new Set<string>();
-  const code = body.code.replace(/\u0001(\w+)\u0002/g, (_, f: string) => {
+  const code = body.code.replace(FIELD_MARK, (_, f: string) => {
     numericFields.add(f);
     return `a.${f}`;
   });
-  const columnCode = body.code.replace(/\u0001(\w+)\u0002/g, (_, f: string) => `__c_${f}[i]`);
+  const columnCode = body.code.replace(FIELD_MARK, (_, f: string) => `__c_${f}[i]`);
   // The generated code reads only declared agent fields, literal values and slot values.
   const run = new Function('a', '__s', `"use strict"; return ${code};`) as FastExpression['run'];
   return { slots, run, code, columnCode, numericFields: [...numericFields] };
