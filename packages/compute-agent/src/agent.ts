@@ -23,6 +23,7 @@ import { jobInput, resultOutput } from './job-io.js';
 import { createLatencyWindow } from './latency-window.js';
 import { type AgentLifecycleState, agentLifecycleMachine } from './lifecycle-machine.js';
 import { type ComputeAgentOptions, resolveAgentOptions } from './options.js';
+import { tracedHandler } from './telemetry.js';
 
 const require = createRequire(import.meta.url);
 /** The version of this package, announced in heartbeats as `versions['compute-agent']`. */
@@ -494,7 +495,7 @@ export function createComputeAgent(options: ComputeAgentOptions): ComputeAgent {
     actor.send({ type: 'START' });
     try {
       await carbon.start();
-      unserve = mesh.serveWork(identity.id, handle);
+      unserve = mesh.serveWork(identity.id, tracedHandler(identity.id, backend.kind, handle));
     } catch (err) {
       actor.send({ type: 'START_FAILED' });
       throw toMeshError(err);

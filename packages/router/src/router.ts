@@ -28,6 +28,7 @@ import {
   type WorkItem,
   type WorkResult,
 } from '@meshroute/mesh';
+import { type Span, SpanKind } from '@opentelemetry/api';
 import { type Actor, createActor } from 'xstate';
 import { type AgentEntry, AgentRegistry, type RegistryChange } from './agent-registry.js';
 import { ANSWER_HEADERS, encodeAnswer, type RouterAnswer } from './answer.js';
@@ -40,6 +41,7 @@ import {
   toPolicySource,
 } from './policy-port.js';
 import { type RouterStatusEvent, StatusHub } from './status.js';
+import { createRouterTelemetry, DEFAULT_ASSUMED_JOB_POWER_W, estimateGrams, traceparentOfSpan } from './telemetry.js';
 import {
   type DeadLetterReason,
   type WorkItemContext,
@@ -146,6 +148,9 @@ interface ItemState {
   agent: { id: string; region: string; jurisdiction: string } | null;
   deferred: { untilMs: number; reason: string } | undefined;
   done: () => void;
+  /** The event's span (OpenTelemetry; a no-op span unless an SDK is registered). */
+  span: Span;
+  receivedMs: number;
 }
 
 const textDecoder = new TextDecoder();
@@ -189,6 +194,14 @@ export function createRouter(deps: CreateRouterOptions): Router {
     carbonMemoryMs: options.carbonMemoryMs,
   });
 
+  const telemetry = createRouterTelemetry(routerId, () =>
+    [...registry.entries()].map((e) => ({
+      agentId: e.agentId,
+      slots: e.report.slots,
+      inFlight: Math.max(0, e.report.slots - registry.freeSlots(e)),
+      queueDepth: e.report.queueDepth,
+    })),
+  );
   const items = new Map<string, ItemState>();
   const queue = new Set<ItemState>();
   const waiters = new Map<string, Set<(a: RouterAnswer) => void>>();
@@ -329,6 +342,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
     }
     const decisionId = randomUUID();
     const views = registry.views();
+    const decideStarted = clock.monotonicMs();
     let decision: ReturnType<PlacementPolicy['decide']>;
     try {
       decision = bundle.decide(event, views, { decisionId, nowMs: now, registryRevision: registry.revision });
@@ -341,6 +355,21 @@ export function createRouter(deps: CreateRouterOptions): Router {
       });
       return;
     }
+    const decisionMs = clock.monotonicMs() - decideStarted;
+    telemetry.decisionMs(decisionMs, { 'meshroute.decision.outcome': decision.outcome });
+    it.span.setAttributes({
+      'meshroute.policy.digest': bundle.digest,
+      'meshroute.decision.id': decisionId,
+      'meshroute.decision.outcome': decision.outcome,
+      'meshroute.decision.duration_ms': decisionMs,
+      'meshroute.decision.candidates': views.length,
+    });
+    it.span.addEvent('decision', {
+      'meshroute.attempt': attempt,
+      'meshroute.decision.id': decisionId,
+      'meshroute.decision.outcome': decision.outcome,
+      'meshroute.decision.duration_ms': decisionMs,
+    });
     const base: DecisionRecord = { ...decision.record, routerId, attempt };
     if (decision.outcome === 'policy-error') {
       publishDecision(base);
@@ -417,6 +446,13 @@ export function createRouter(deps: CreateRouterOptions): Router {
     }
     const chosen = { agentId: pick.agentId, region: pick.report.region, jurisdiction: pick.report.jurisdiction };
     const record: DecisionRecord = { ...base, outcome: 'routed', chosen };
+    it.span.setAttributes({
+      'meshroute.agent.id': pick.agentId,
+      'meshroute.agent.region': pick.report.region,
+      'meshroute.agent.jurisdiction': pick.report.jurisdiction,
+      'meshroute.agent.carbon_intensity': pick.report.carbonIntensity,
+    });
+    telemetry.routed({ 'meshroute.agent.id': pick.agentId });
     if (it.deferred) record.deferred = it.deferred;
     registry.reserve(pick.agentId);
     it.agentId = pick.agentId;
@@ -474,16 +510,37 @@ export function createRouter(deps: CreateRouterOptions): Router {
       dispatchedAtMs: clock.now(),
       timeoutMs: options.dispatchTimeoutMs,
     };
+    const dspan = telemetry.startChild(it.span, `dispatch ${work.workload}`, SpanKind.PRODUCER, {
+      'messaging.system': 'nats',
+      'meshroute.agent.id': agentId,
+      'meshroute.attempt': attempt,
+      'meshroute.work.id': it.workId,
+    });
+    const traceparent = traceparentOfSpan(dspan);
+    if (traceparent !== undefined) work.traceparent = traceparent;
     const t0 = clock.monotonicMs();
     let result: WorkResult;
     try {
       result = await mesh.dispatch(work, { timeoutMs: options.dispatchTimeoutMs, signal: abort.signal });
     } catch (err) {
+      telemetry.end(dspan, toMeshError(err));
       if (registry.release(agentId)) scheduleWake();
       if (abort.signal.aborted) return; // agent lost: the registry already sent RETRY
       const e = toMeshError(err);
       actor.send({ type: 'RETRY', attempt, error: e.toJSON() });
       return;
+    }
+    telemetry.end(dspan, result.ok ? undefined : (result.error ?? { code: 'WORKLOAD_FAILED', message: 'failed' }));
+    const ran = registry.get(agentId);
+    if (result.ok && ran) {
+      const w = Number(ran.report.labels.powerWatts ?? DEFAULT_ASSUMED_JOB_POWER_W);
+      const grams = estimateGrams(
+        ran.report.carbonIntensity,
+        Number.isFinite(w) && w > 0 ? w : DEFAULT_ASSUMED_JOB_POWER_W,
+        result.executionMs,
+      );
+      it.span.setAttribute('meshroute.carbon.estimated_g', grams);
+      telemetry.carbonGrams(grams, { 'meshroute.agent.id': agentId });
     }
     const elapsed = clock.monotonicMs() - t0;
     registry.observeRtt(agentId, elapsed - result.queueMs - result.executionMs);
@@ -512,7 +569,28 @@ export function createRouter(deps: CreateRouterOptions): Router {
     for (const w of set) w(answer);
   };
 
+  const recordFinish = (it: ItemState, state: WorkItemFinalState, ctx: WorkItemContext): void => {
+    it.span.setAttributes({
+      'meshroute.outcome': state,
+      'meshroute.attempts': ctx.attempt,
+      'meshroute.retries': Math.max(0, ctx.attempt - 1),
+      'meshroute.failovers': Math.max(0, ctx.triedAgents.length - 1),
+    });
+    if (state === 'deadLettered') {
+      const reason = ctx.deadLetterReason ?? 'RETRIES_EXHAUSTED';
+      it.span.setAttribute('meshroute.dead_letter.reason', reason);
+      telemetry.deadLettered(reason, {});
+    }
+    if (state !== 'released') {
+      const t = typeof it.event?.time === 'string' ? Date.parse(it.event.time) : Number.NaN;
+      telemetry.endToEndMs(clock.now() - (Number.isFinite(t) ? t : it.receivedMs), { 'meshroute.outcome': state });
+    }
+    const ok = state === 'succeeded' || state === 'duplicate' || state === 'released';
+    telemetry.end(it.span, ok ? undefined : (ctx.error ?? { code: state, message: state }));
+  };
+
   const finish = async (it: ItemState, state: WorkItemFinalState, ctx: WorkItemContext): Promise<void> => {
+    recordFinish(it, state, ctx);
     queue.delete(it);
     items.delete(it.key);
     const event = it.event;
@@ -712,6 +790,15 @@ export function createRouter(deps: CreateRouterOptions): Router {
     it.agent = null;
     it.deferred = undefined;
     it.done = done;
+    it.receivedMs = clock.now();
+    it.span = telemetry.startEvent(event, {
+      'cloudevents.event_id': event?.id ?? '',
+      'meshroute.work.id': it.workId,
+      'meshroute.redelivery': delivery.redeliveryCount,
+      ...(intent?.workload ? { 'meshroute.workload': intent.workload } : {}),
+      ...(intent?.tenant ? { 'meshroute.tenant': intent.tenant } : {}),
+    });
+    if (!invalid) telemetry.accepted({});
     const effects: WorkItemEffects = {
       place: (ctx) => place(it, ctx),
       dispatch: (attempt, agentId, decisionId) => {
