@@ -1074,19 +1074,22 @@ class FastDecision implements Decision {
     }
     const masks = new Int32Array(n);
     maskFn(ctx, masks);
-    const byMask = new Map<number, string[]>();
+    // One rules array per failure mask, shared by the agents with that mask (as before).
+    const byMask: (string[] | undefined)[] = [];
+    const byLargeMask = new Map<number, string[]>();
     for (let i = 0; i < n; i++) {
       const m = masks[i] as number;
       if (m === 0) {
         pe = this.#prefErrorsOf(i, prefErrors, pe);
         continue;
       }
-      let rules = byMask.get(m);
+      let rules = m > 0 && m < 4096 ? byMask[m] : byLargeMask.get(m);
       if (rules === undefined) {
         rules = plan.enforce.filter((_, k) => (m & (1 << k)) !== 0).map((pc) => pc.ruleId);
-        byMask.set(m, rules);
+        if (m > 0 && m < 4096) byMask[m] = rules;
+        else byLargeMask.set(m, rules);
       }
-      excluded.push({ agentId: ids[i] as string, rules: [...rules] });
+      excluded.push({ agentId: ids[i] as string, rules });
     }
     this.#excluded = excluded;
   }
