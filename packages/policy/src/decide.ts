@@ -1,11 +1,7 @@
 /**
- * Decisions: the compiled fast path (`decide`) and the full, rule-by-rule evaluation behind
- * `explain`, the naive baseline and the reference-engine cross-check.
- *
- * Fast path: event-only parts are evaluated once per decision; expressions in the compilable subset
- * run as closures over the raw agent; expressions reading only `agent.jurisdiction` or only
- * `agent.backends` are evaluated once per distinct jurisdiction/backend set (the index); agent-only
- * expressions outside the subset are cached per registry revision and agent id.
+ * Decisions: the full, rule-by-rule evaluation behind `explain`, the naive baseline and the
+ * reference-engine cross-check, and the decision assembly shared with the compiled fast path
+ * (`fast-path.ts`, behind `bundle.decide()`).
  */
 import { randomUUID } from 'node:crypto';
 import type { Clock, DecisionRecord } from '@meshroute/mesh';
