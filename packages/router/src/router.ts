@@ -286,8 +286,19 @@ export function createRouter(deps: CreateRouterOptions): Router {
     scheduleWake();
   });
 
+  // Heartbeats also go to the capacity snapshot (KV) so that a starting router knows the mesh at
+  // once; at most once per heartbeat interval per agent, and at once when the status changes.
+  const lastSaved = new Map<string, { atMs: number; status: string }>();
   const onCapacity = (report: CapacityReport): void => {
-    registry.apply(report);
+    if (!registry.apply(report)) return;
+    const now = clock.now();
+    const prev = lastSaved.get(report.agentId);
+    if (prev && prev.status === report.status && now - prev.atMs < report.heartbeatIntervalMs) return;
+    lastSaved.set(report.agentId, { atMs: now, status: report.status });
+    if (lastSaved.size > 4 * Math.max(16, registry.size)) {
+      for (const id of lastSaved.keys()) if (!registry.get(id)) lastSaved.delete(id);
+    }
+    background('save capacity snapshot', mesh.saveCapacity(report));
   };
 
   // --- placement ---------------------------------------------------------------------------------
@@ -527,6 +538,13 @@ export function createRouter(deps: CreateRouterOptions): Router {
       if (registry.release(agentId)) scheduleWake();
       if (abort.signal.aborted) return; // agent lost: the registry already sent RETRY
       const e = toMeshError(err);
+      if (e.code === 'TRANSPORT_ERROR' || e.code === 'SHUTTING_DOWN') {
+        // The router cannot reach the mesh: not the agent's fault, so no attempt is spent; the
+        // event goes back to ingress and comes again once the connection is back.
+        logger.warn('mesh unreachable; handing the event back to ingress', { eventId: it.event?.id, error: e.message });
+        actor.send({ type: 'RELEASE' });
+        return;
+      }
       actor.send({ type: 'RETRY', attempt, error: e.toJSON() });
       return;
     }
@@ -624,6 +642,15 @@ export function createRouter(deps: CreateRouterOptions): Router {
         ...(stored.error ? { error: stored.error } : {}),
         replayed: true,
       };
+      // The first run recorded the outcome; its result publish may have failed: publish again
+      // (the results stream de-duplicates by work id and attempt).
+      if (stored.result) {
+        const pub = await mesh.publishResult(stored.result, tenant).then(
+          () => true,
+          () => false,
+        );
+        if (!pub) ackable = false;
+      }
     } else if (state === 'succeeded' || state === 'failed') {
       const result = ctx.result as WorkResult;
       answer = {
@@ -642,16 +669,14 @@ export function createRouter(deps: CreateRouterOptions): Router {
         ...(ctx.error ? { error: ctx.error } : {}),
         recordedAtMs: clock.now(),
       };
-      const [pub] = await Promise.allSettled([
-        mesh.publishResult(result, tenant),
-        it.claimed
-          ? store.complete(it.key, stored, options.idempotencyTtlMs).then(storeOk, storeFailed)
-          : Promise.resolve(),
-      ]);
-      if (pub.status === 'rejected') {
+      // Record first (a redelivery is then answered from the store, never run twice), then publish.
+      if (it.claimed) await store.complete(it.key, stored, options.idempotencyTtlMs).then(storeOk, storeFailed);
+      try {
+        await mesh.publishResult(result, tenant);
+      } catch (err) {
         logger.warn('publishing the result failed; the event will be redelivered', {
           eventId: id,
-          error: toMeshError(pub.reason).message,
+          error: toMeshError(err).message,
         });
         ackable = false;
       }
@@ -681,17 +706,17 @@ export function createRouter(deps: CreateRouterOptions): Router {
         ...(event ? { event } : it.raw !== undefined ? { event: it.raw } : {}),
       };
       const stored: StoredOutcome = { outcome: 'dead-lettered', error, recordedAtMs: clock.now() };
-      const [pub] = await Promise.allSettled([
-        mesh.publishDeadLetter(record),
-        it.claimed
-          ? store.complete(it.key, stored, options.idempotencyTtlMs).then(storeOk, storeFailed)
-          : Promise.resolve(),
-      ]);
-      if (pub.status === 'rejected') {
+      // Publish first: if the dead letter cannot be recorded, the claim is dropped and the event
+      // is delivered again and decided afresh.
+      try {
+        await mesh.publishDeadLetter(record);
+        if (it.claimed) await store.complete(it.key, stored, options.idempotencyTtlMs).then(storeOk, storeFailed);
+      } catch (err) {
         logger.warn('publishing the dead letter failed; the event will be redelivered', {
           eventId: id,
-          error: toMeshError(pub.reason).message,
+          error: toMeshError(err).message,
         });
+        if (it.claimed) await store.release(it.key, routerId).catch((e: unknown) => storeFailed(e));
         ackable = false;
       }
     }
