@@ -5,6 +5,7 @@
 
 import type { LogFields, Logger } from '@meshroute/mesh';
 import { type Logger as PinoLogger, pino } from 'pino';
+import { traceLogFields } from './telemetry.js';
 
 /** Context handed to every command. */
 export interface CliContext {
@@ -39,7 +40,10 @@ export function createContext(): CliContext {
     env: process.env,
     exitCode: 0,
     logger(name) {
-      root ??= pino({ level: ctx.env.MESHROUTE_LOG_LEVEL ?? 'info', base: { pid: process.pid } }, pino.destination(2));
+      root ??= pino(
+        { level: ctx.env.MESHROUTE_LOG_LEVEL ?? 'info', base: { pid: process.pid }, mixin: traceLogFields },
+        pino.destination(2),
+      );
       return pinoLogger(root.child({ component: name }));
     },
   };

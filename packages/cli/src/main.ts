@@ -17,6 +17,7 @@ import { register as registerSecurity } from './commands/security.js';
 import { register as registerVersion } from './commands/version.js';
 import { register as registerWorkload } from './commands/workload.js';
 import { type CliContext, createContext } from './context.js';
+import { startTelemetry } from './telemetry.js';
 
 /** Register every command on `program`. Add new commands here. */
 function registerAll(program: Command, ctx: CliContext): void {
@@ -46,7 +47,9 @@ export async function main(argv: readonly string[], ctx: CliContext = createCont
     writeErr: (s) => ctx.stderr.write(s),
   });
   registerAll(program, ctx);
+  let telemetry: ReturnType<typeof startTelemetry> | undefined;
   try {
+    telemetry = startTelemetry({ env: ctx.env, serviceName: `meshroute-${argv[2] ?? 'cli'}` });
     await program.parseAsync(argv as string[]);
     return ctx.exitCode;
   } catch (err) {
@@ -56,5 +59,7 @@ export async function main(argv: readonly string[], ctx: CliContext = createCont
       return 1;
     }
     throw err;
+  } finally {
+    await telemetry?.shutdown();
   }
 }
