@@ -353,6 +353,22 @@ describe('router on a real nats-server', () => {
     await waitFor('condition', () => events.every((e) => producer.answers.has(e.id)), { timeoutMs: 30_000 });
     for (const e of events) expect(producer.answers.get(e.id)?.[0]?.outcome).toBe('succeeded');
   });
+});
+
+describe('router across a nats-server restart', () => {
+  let nats: TestNatsServer;
+  const cleanups: (() => Promise<unknown>)[] = [];
+
+  beforeAll(async () => {
+    nats = await startNatsServer();
+    const conn = await connectMesh({ servers: nats.url, name: 'provision' });
+    await provisionMesh(conn, { ingressAckWaitMs: 2_000, storage: 'file' });
+    await conn.close();
+  });
+  afterAll(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
+    await nats?.stop();
+  });
 
   it('loses nothing when nats-server restarts under load (file-backed JetStream)', async () => {
     const agent = await startAgent(nats.url, `restart-${seq}`, { jurisdiction: 'IE', slots: 32, workMs: 5 });
@@ -399,5 +415,51 @@ describe('router on a real nats-server', () => {
       throw err;
     });
     expect(events.filter((e) => !done.has(e.id))).toEqual([]);
+  });
+});
+
+describe('router with a shared Redis state store', () => {
+  it('keeps routing while Redis restarts, says it is degraded, and recovers', async () => {
+    const { startRedisServer } = await import('@meshroute/testing');
+    const { redisStateStore } = await import('@meshroute/store-redis');
+    const nats = await startNatsServer();
+    const redis = await startRedisServer();
+    const conn = await connectMesh({ servers: nats.url, name: 'provision-redis' });
+    await provisionMesh(conn, { ingressAckWaitMs: 2_000 });
+    await conn.close();
+    const store = redisStateStore(redis.url, { operationTimeoutMs: 300 });
+    const agent = await startAgent(nats.url, 'redis-agent', { jurisdiction: 'DE', slots: 16, workMs: 2 });
+    const r = await startRouter(nats.url, 'r-redis', store);
+    const producer = await startProducer(nats.url);
+    const statuses: string[] = [];
+    void (async () => {
+      for await (const s of r.router.status()) statuses.push(s.type);
+    })();
+    try {
+      await waitFor('agent known', () => r.router.agents().length > 0, { timeoutMs: 5_000 });
+      const before = Array.from({ length: 10 }, () => event());
+      for (const e of before) await producer.publish(e);
+      await waitFor('answers before', () => before.every((e) => producer.answers.has(e.id)), { timeoutMs: 10_000 });
+      await redis.kill('SIGKILL');
+      const during = Array.from({ length: 10 }, () => event());
+      for (const e of during) await producer.publish(e);
+      await waitFor('answers during', () => during.every((e) => producer.answers.has(e.id)), { timeoutMs: 20_000 });
+      for (const e of during) expect(producer.answers.get(e.id)?.[0]?.outcome).toBe('succeeded');
+      expect(statuses).toContain('storeDegraded');
+      expect(r.router.health().status).toBe('degraded');
+      await redis.restart();
+      const after = Array.from({ length: 10 }, () => event());
+      for (const e of after) await producer.publish(e);
+      await waitFor('answers after', () => after.every((e) => producer.answers.has(e.id)), { timeoutMs: 20_000 });
+      await waitFor('store recovered', () => r.router.health().store === 'ok', { timeoutMs: 10_000 });
+      expect(statuses).toContain('storeRecovered');
+    } finally {
+      await producer.close();
+      await r.stop();
+      await agent.stop();
+      await store.close().catch(() => undefined);
+      await redis.stop();
+      await nats.stop();
+    }
   });
 });

@@ -210,12 +210,24 @@ export function createRouter(deps: CreateRouterOptions): Router {
   let unsubscribeCapacity: (() => void) | undefined;
   let wakeScheduled = false;
 
+  // While degraded, probe the store every heartbeat interval so that recovery is noticed even
+  // when no work arrives.
+  const probeStore = (): void => {
+    clock.setTimeout(() => {
+      if (storeState !== 'degraded' || lifecycle !== 'started') return;
+      store.healthy().then(
+        (ok) => (ok ? storeOk() : probeStore()),
+        () => probeStore(),
+      );
+    }, options.heartbeatIntervalMs);
+  };
   const storeFailed = (err: unknown): void => {
     if (storeState === 'ok') {
       storeState = 'degraded';
       const error = err instanceof Error ? err.message : String(err);
       logger.warn('state store unavailable; routing without idempotency claims', { error });
       hub.emit({ type: 'storeDegraded', error });
+      probeStore();
     }
   };
   const storeOk = (): void => {
