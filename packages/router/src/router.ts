@@ -619,6 +619,17 @@ export function createRouter(deps: CreateRouterOptions): Router {
     telemetry.end(it.span, ok ? undefined : (ctx.error ?? { code: state, message: state }));
   };
 
+  const answerProducer = async (it: ItemState, answer: RouterAnswer): Promise<void> => {
+    notifyWaiters(it.key, answer);
+    const replyTo = it.delivery.replyTo;
+    if (!replyTo) return;
+    const headers: Record<string, string> = { [ANSWER_HEADERS.outcome]: answer.outcome };
+    if (answer.error) headers[ANSWER_HEADERS.errorCode] = answer.error.code;
+    await mesh
+      .reply(replyTo, encodeAnswer(answer), headers)
+      .catch((err: unknown) => logger.warn('reply failed', { replyTo, error: toMeshError(err).message }));
+  };
+
   const finish = async (it: ItemState, state: WorkItemFinalState, ctx: WorkItemContext): Promise<void> => {
     recordFinish(it, state, ctx);
     queue.delete(it);
@@ -637,6 +648,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
     const id = event?.id ?? '';
     const source = event?.source ?? '';
     let ackable = true;
+    let early: Promise<void> | undefined;
     if (state === 'duplicate') {
       const stored = ctx.stored as StoredOutcome;
       const agentId = stored.result?.agentId;
@@ -681,8 +693,10 @@ export function createRouter(deps: CreateRouterOptions): Router {
         ...(ctx.error ? { error: ctx.error } : {}),
         recordedAtMs: clock.now(),
       };
-      // Record first (a redelivery is then answered from the store, never run twice), then publish.
+      // Record first (a redelivery is then answered from the store, never run twice), then answer
+      // the producer while the result goes to the results stream.
       if (it.claimed) await store.complete(it.key, stored, options.idempotencyTtlMs).then(storeOk, storeFailed);
+      early = answerProducer(it, answer);
       try {
         await mesh.publishResult(result, tenant);
       } catch (err) {
@@ -737,15 +751,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
       it.done();
       return;
     }
-    notifyWaiters(it.key, answer);
-    const replyTo = it.delivery.replyTo;
-    if (replyTo) {
-      const headers: Record<string, string> = { [ANSWER_HEADERS.outcome]: answer.outcome };
-      if (answer.error) headers[ANSWER_HEADERS.errorCode] = answer.error.code;
-      await mesh
-        .reply(replyTo, encodeAnswer(answer), headers)
-        .catch((err: unknown) => logger.warn('reply failed', { replyTo, error: toMeshError(err).message }));
-    }
+    await (early ?? answerProducer(it, answer));
     await it.delivery.ack().catch((err: unknown) => {
       logger.warn('ack failed; the event may be redelivered (answered from the recorded outcome)', {
         eventId: id,
