@@ -11,8 +11,9 @@
  *   `MESHROUTE_METRICS_PORT` (`/metrics`).
  * - `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`.
  *
- * W3C trace context propagation and an AsyncLocalStorage context manager are registered, and
- * {@link traceLogFields} puts the active trace and span ids on every pino line.
+ * W3C trace context propagation is registered, and an AsyncLocalStorage context manager (see
+ * {@link TelemetryOptions.asyncContext}); {@link traceLogFields} puts the active trace and span ids
+ * on pino lines written inside a span.
  */
 
 import { ConfigError } from '@meshroute/mesh';
@@ -55,6 +56,25 @@ export interface TelemetryOptions {
   env: Readonly<Record<string, string | undefined>>;
   /** `service.name` unless `OTEL_SERVICE_NAME` says otherwise. */
   serviceName: string;
+  /**
+   * Register the AsyncLocalStorage context manager, so that log lines written inside a span
+   * (`context.with`) carry its trace and span ids. The libraries pass trace context explicitly and
+   * do not need it; it costs the router about 13% of its throughput on Node 20 (see
+   * `bench/tracing-overhead.bench.ts`), so it is off for `meshroute-router` by default.
+   * `MESHROUTE_OTEL_ASYNC_CONTEXT=true|false` overrides.
+   * @default serviceName !== 'meshroute-router'
+   */
+  asyncContext?: boolean;
+}
+
+function asyncContext(env: TelemetryOptions['env'], options: TelemetryOptions): boolean {
+  const v = env.MESHROUTE_OTEL_ASYNC_CONTEXT?.trim().toLowerCase();
+  if (v === 'true' || v === '1') return true;
+  if (v === 'false' || v === '0') return false;
+  if (v !== undefined && v !== '') {
+    throw new ConfigError('MESHROUTE_OTEL_ASYNC_CONTEXT', `must be true or false, got ${JSON.stringify(v)}`);
+  }
+  return options.asyncContext ?? options.serviceName !== 'meshroute-router';
 }
 
 function keyValues(raw: string | undefined): Record<string, string> {
@@ -177,7 +197,7 @@ export function startTelemetry(options: TelemetryOptions): Telemetry {
   }
   if (processors.length === 0 && readers.length === 0) return off;
 
-  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  if (asyncContext(env, options)) context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
   propagation.setGlobalPropagator(new W3CTraceContextPropagator());
   if (processors.length > 0) {
     const provider = new TracerProvider({ resource, sampler: sampler(env), spanProcessors: processors });
