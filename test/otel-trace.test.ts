@@ -53,6 +53,8 @@ let otlpUrl: string;
 let metricsPort: number;
 let routerUrl: string;
 const spans: OtlpSpan[] = [];
+/** Latest cumulative sum of each OTLP counter the router exported. */
+const otlpSums = new Map<string, number>();
 const children: ChildProcess[] = [];
 const heartbeats: CapacityReport[] = [];
 const exporter = new InMemorySpanExporter();
@@ -73,6 +75,26 @@ beforeAll(async () => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
+      if (req.url === '/v1/metrics') {
+        const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
+          resourceMetrics: {
+            scopeMetrics: {
+              metrics: { name: string; sum?: { dataPoints: { asInt?: string | number; asDouble?: number }[] } }[];
+            }[];
+          }[];
+        };
+        for (const rm of body.resourceMetrics ?? []) {
+          for (const sm of rm.scopeMetrics ?? []) {
+            for (const m of sm.metrics ?? []) {
+              if (!m.sum) continue;
+              otlpSums.set(
+                m.name,
+                m.sum.dataPoints.reduce((a, d) => a + Number(d.asInt ?? d.asDouble ?? 0), 0),
+              );
+            }
+          }
+        }
+      }
       if (req.url === '/v1/traces') {
         const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
           resourceSpans: {
@@ -168,6 +190,8 @@ beforeAll(async () => {
     {
       ...otelEnv,
       OTEL_SERVICE_NAME: 'router',
+      OTEL_METRICS_EXPORTER: 'otlp',
+      OTEL_METRIC_EXPORT_INTERVAL: '200',
       MESHROUTE_METRICS_PORT: String(metricsPort),
     },
   );
@@ -322,6 +346,13 @@ describe('OpenTelemetry across processes', () => {
       expect(text).toMatch(/meshroute_decision_duration_(milliseconds_)?count\{[^}]*\} [1-9]/);
       expect(text).toMatch(/meshroute_agent_utilization\{[^}]*steady-de[^}]*\}/);
       expect(text).toMatch(/meshroute_event_carbon_(gCO2e_)?count\{[^}]*\} 1/);
+      // The same counters over OTLP/HTTP.
+      await waitFor('OTLP metrics from the router', () =>
+        otlpSums.get('meshroute.events.accepted') === 2 && otlpSums.get('meshroute.events.dead_lettered') === 1
+          ? true
+          : undefined,
+      );
+      expect(otlpSums.get('meshroute.events.routed')).toBe(2);
     } finally {
       clearInterval(heartbeatTimer);
       await stopServe();
