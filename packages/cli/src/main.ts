@@ -6,14 +6,15 @@
 import { MeshError } from '@meshroute/mesh';
 import { Command, CommanderError } from 'commander';
 import { register as registerAgent } from './commands/agent.js';
-import { register as registerBridge } from './commands/bridge.js';
 import { register as registerAgents } from './commands/agents.js';
+import { register as registerBridge } from './commands/bridge.js';
 import { register as registerDecisions } from './commands/decisions.js';
 import { register as registerPolicy } from './commands/policy.js';
 import { register as registerPublish } from './commands/publish.js';
 import { register as registerRouter } from './commands/router.js';
 import { register as registerRun } from './commands/run.js';
 import { register as registerSecurity } from './commands/security.js';
+import { register as registerUp } from './commands/up.js';
 import { register as registerVersion } from './commands/version.js';
 import { register as registerWorkload } from './commands/workload.js';
 import { type CliContext, createContext } from './context.js';
@@ -21,6 +22,7 @@ import { startTelemetry } from './telemetry.js';
 
 /** Register every command on `program`. Add new commands here. */
 function registerAll(program: Command, ctx: CliContext): void {
+  registerUp(program, ctx);
   registerVersion(program, ctx);
   registerRouter(program, ctx);
   registerAgents(program, ctx);

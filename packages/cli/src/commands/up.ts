@@ -1,0 +1,300 @@
+/**
+ * `meshroute up`: the local mesh on one machine. Starts its own `nats-server` with JetStream
+ * (unless `--nats-url`/`MESHROUTE_NATS_URL` names one), provisions the streams and buckets,
+ * registers the example workloads, starts a router with HTTP ingress and four example agents
+ * (WebAssembly in the EU and in the US, a GPU node, a quantum simulator), prints what runs where,
+ * and stops everything cleanly on Ctrl-C (SIGINT) or SIGTERM.
+ */
+import { existsSync, readdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { type Backend, ConfigError, type Logger } from '@meshroute/mesh';
+import { connectMesh, type NatsServerProcess, provisionMesh, spawnNatsServer } from '@meshroute/transport-nats';
+import { type Command, Option } from 'commander';
+import type { CliContext } from '../context.js';
+import { type AgentProcess, startAgentProcess } from './agent.js';
+import { type RouterProcess, startRouterProcess } from './router.js';
+import { registerWorkloadFiles } from './workload.js';
+
+/** Default client port of the local `nats-server` (a free port is used when it is taken). */
+export const DEFAULT_UP_NATS_PORT = 4222;
+/** Default HTTP ingress port of the local router. */
+export const DEFAULT_UP_HTTP_PORT = 8080;
+/** Default directory for the local mesh's state (JetStream store, logs). */
+export const DEFAULT_UP_DATA_DIR = '.meshroute';
+
+/** One example agent of the local mesh. */
+export interface DemoAgent {
+  id: string;
+  backend: Backend;
+  region: string;
+  jurisdiction: string;
+  slots: number;
+  cost: string;
+  labels: Record<string, string>;
+}
+
+/**
+ * The example agents `meshroute up` starts: two WebAssembly edge agents (EU, US), a GPU node and
+ * a quantum simulator, with grid carbon intensity from `@tgwf/co2` for their countries (`auto`).
+ */
+export const DEMO_AGENTS: readonly DemoAgent[] = [
+  {
+    id: 'edge-eu-1',
+    backend: 'wasm',
+    region: 'eu-central',
+    jurisdiction: 'DE',
+    slots: 4,
+    cost: '0.0001',
+    labels: { site: 'frankfurt', tier: 'edge' },
+  },
+  {
+    id: 'edge-us-1',
+    backend: 'wasm',
+    region: 'us-east',
+    jurisdiction: 'US',
+    slots: 4,
+    cost: '0.0001',
+    labels: { site: 'virginia', tier: 'edge' },
+  },
+  {
+    id: 'gpu-eu-1',
+    backend: 'gpu',
+    region: 'eu-north',
+    jurisdiction: 'SE',
+    slots: 2,
+    cost: '0.002',
+    labels: { site: 'stockholm', tier: 'core' },
+  },
+  {
+    id: 'qsim-eu-1',
+    backend: 'quantum',
+    region: 'eu-west',
+    jurisdiction: 'FR',
+    slots: 1,
+    cost: '0.01',
+    labels: { site: 'paris', tier: 'core' },
+  },
+];
+
+/** Options of {@link startLocalMesh}, resolved from flags and environment. */
+export interface UpOptions {
+  /** Use this NATS instead of starting one. */
+  natsUrl: string | undefined;
+  /** Client port for the local nats-server. */
+  natsPort: number;
+  /** Router HTTP ingress port. */
+  httpPort: number;
+  /** State directory (JetStream store under `<dataDir>/nats`). */
+  dataDir: string;
+  /** Policies directory. */
+  policiesDir: string;
+  /** Workload files directory (every `*.yaml` is registered). */
+  workloadsDir: string;
+  /** Shared router state in Redis instead of memory. */
+  redisUrl: string | undefined;
+  /** Start the example agents. */
+  agents: boolean;
+}
+
+/** A running local mesh. */
+export interface LocalMesh {
+  /** Where each component runs, for humans. */
+  readonly rows: readonly { component: string; where: string }[];
+  /** The NATS URL everything uses. */
+  readonly natsUrl: string;
+  /** The router's HTTP ingress port. */
+  readonly httpPort: number;
+  /** Stop agents, router and the local nats-server, in that order. Idempotent. */
+  stop(): Promise<void>;
+}
+
+function port(flag: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^[0-9]+$/.test(value) || n < 0 || n > 65535) {
+      throw new ConfigError(flag, `must be a port number (0-65535), got ${JSON.stringify(value)}`);
+    }
+    return n;
+  };
+}
+
+async function portFree(p: number): Promise<boolean> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolvePort) => {
+    const srv = createServer();
+    srv.once('error', () => resolvePort(false));
+    srv.listen(p, '127.0.0.1', () => srv.close(() => resolvePort(true)));
+  });
+}
+
+/**
+ * Start the local mesh. On failure everything already started is stopped again.
+ * @throws ConfigError for a bad option; NatsServerStartError when nats-server cannot start
+ */
+export async function startLocalMesh(options: UpOptions, loggerFor: (component: string) => Logger): Promise<LocalMesh> {
+  const logger = loggerFor('up');
+  const rows: { component: string; where: string }[] = [];
+  const stops: (() => Promise<void>)[] = [];
+  const stopAll = async () => {
+    for (const stop of stops.splice(0).reverse()) {
+      await stop().catch((err: unknown) => logger.warn('stop failed', { error: String(err) }));
+    }
+  };
+  try {
+    let natsUrl = options.natsUrl;
+    let server: NatsServerProcess | undefined;
+    if (natsUrl === undefined) {
+      const wanted = (await portFree(options.natsPort)) ? options.natsPort : 0;
+      server = await spawnNatsServer({
+        dir: resolve(options.dataDir, 'nats'),
+        removeDirOnStop: false,
+        port: wanted,
+        jetstream: true,
+        httpPort: 0,
+      });
+      const s = server;
+      stops.push(() => s.stop());
+      natsUrl = server.url;
+      rows.push({
+        component: `nats-server (JetStream, pid ${server.pid})`,
+        where: `${server.url}  monitor ${server.monitorUrl ?? '-'}  store ${server.storeDir ?? '-'}`,
+      });
+    } else {
+      rows.push({ component: 'nats-server (external)', where: natsUrl });
+    }
+
+    const conn = await connectMesh({ servers: natsUrl, name: 'meshroute-up' });
+    try {
+      await provisionMesh(conn);
+    } finally {
+      await conn.close();
+    }
+    rows.push({ component: 'streams and buckets', where: 'provisioned (meshroute.* subjects, MESHROUTE_* streams)' });
+
+    const workloadsDir = resolve(options.workloadsDir);
+    if (existsSync(workloadsDir)) {
+      const files = readdirSync(workloadsDir)
+        .filter((f) => f.endsWith('.yaml') || f.endsWith('.yml'))
+        .map((f) => join(workloadsDir, f));
+      const specs = await registerWorkloadFiles(natsUrl, files);
+      rows.push({
+        component: 'workloads',
+        where: specs.map((s) => `${s.name}@${s.version}`).join(', ') || '(none)',
+      });
+    } else {
+      rows.push({ component: 'workloads', where: `none registered (${workloadsDir} not found)` });
+    }
+
+    const router: RouterProcess = await startRouterProcess({
+      natsUrl,
+      httpPort: options.httpPort,
+      policiesDir: resolve(options.policiesDir),
+      ...(options.redisUrl ? { redisUrl: options.redisUrl } : {}),
+      logger: loggerFor('router'),
+    });
+    stops.push(() => router.stop());
+    rows.push({
+      component: `router ${router.routerId}`,
+      where: `HTTP ingress http://127.0.0.1:${router.httpPort}/events  health /healthz  state ${options.redisUrl ? 'redis' : 'memory'}`,
+    });
+
+    if (options.agents) {
+      for (const a of DEMO_AGENTS) {
+        const agent: AgentProcess = await startAgentProcess({
+          backend: a.backend,
+          id: a.id,
+          region: a.region,
+          jurisdiction: a.jurisdiction,
+          carbon: 'auto',
+          slots: a.slots,
+          cost: a.cost,
+          labels: a.labels,
+          natsUrl,
+          logger: loggerFor('agent').child({ agentId: a.id }),
+        });
+        stops.push(() => agent.stop());
+        const { carbon } = agent.agent.status();
+        rows.push({
+          component: `agent ${a.id} (${a.backend})`,
+          where: `${a.region} / ${a.jurisdiction}, ${a.slots} slots, ${carbon.intensity} gCO2e/kWh (${carbon.source})`,
+        });
+      }
+    }
+    return {
+      rows,
+      natsUrl,
+      httpPort: router.httpPort,
+      stop: stopAll,
+    };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}
+
+/** Register `meshroute up`. */
+export function register(program: Command, ctx: CliContext): void {
+  program
+    .command('up')
+    .description('start the local mesh: nats-server with JetStream, a router with HTTP ingress, example agents')
+    .addOption(
+      new Option('--nats-url <url>', 'use this NATS instead of starting nats-server').env('MESHROUTE_NATS_URL'),
+    )
+    .option(
+      '--nats-port <port>',
+      'client port of the local nats-server (a free one if taken)',
+      port('--nats-port'),
+      DEFAULT_UP_NATS_PORT,
+    )
+    .option('--http-port <port>', 'router HTTP ingress port', port('--http-port'), DEFAULT_UP_HTTP_PORT)
+    .option('--data-dir <dir>', 'state directory (JetStream store)', DEFAULT_UP_DATA_DIR)
+    .option('--policies <dir>', 'policies directory', 'policies')
+    .option('--workloads <dir>', 'workload files to register', join('deploy', 'workloads'))
+    .addOption(new Option('--redis-url <url>', 'shared router state in Redis').env('MESHROUTE_REDIS_URL'))
+    .option('--no-agents', 'do not start the example agents')
+    .action(async (flags: UpFlags) => {
+      const mesh = await startLocalMesh(
+        {
+          natsUrl: flags.natsUrl,
+          natsPort: flags.natsPort,
+          httpPort: flags.httpPort,
+          dataDir: flags.dataDir,
+          policiesDir: flags.policies,
+          workloadsDir: flags.workloads,
+          redisUrl: flags.redisUrl,
+          agents: flags.agents,
+        },
+        (component) => ctx.logger(component),
+      );
+      const width = Math.max(...mesh.rows.map((r) => r.component.length));
+      ctx.stdout.write('\nmeshroute is up:\n');
+      for (const r of mesh.rows) ctx.stdout.write(`  ${r.component.padEnd(width)}  ${r.where}\n`);
+      ctx.stdout.write(
+        `\nTry:\n  npx meshroute publish --nats-url ${mesh.natsUrl} --workload checksum --residency eu --data-text hello --wait\n` +
+          `  npx meshroute agents --nats-url ${mesh.natsUrl}\n\nCtrl-C stops everything.\n`,
+      );
+      await new Promise<void>((resolveSignal) => {
+        const onSignal = (signal: NodeJS.Signals) => {
+          ctx.stderr.write(`\n${signal}: stopping agents, router and nats-server...\n`);
+          process.off('SIGINT', onSignal);
+          process.off('SIGTERM', onSignal);
+          resolveSignal();
+        };
+        process.on('SIGINT', onSignal);
+        process.on('SIGTERM', onSignal);
+      });
+      await mesh.stop();
+      ctx.stderr.write('stopped.\n');
+    });
+}
+
+interface UpFlags {
+  natsUrl?: string;
+  natsPort: number;
+  httpPort: number;
+  dataDir: string;
+  policies: string;
+  workloads: string;
+  redisUrl?: string;
+  agents: boolean;
+}
