@@ -1,0 +1,296 @@
+/**
+ * The router on a real nats-server, each figure against its baseline in the same run:
+ * - `router.hop`: producer → router (core NATS request) → no-op agent → reply, sequential, vs the
+ *   producer's direct NATS request to the same agent.
+ * - `router.throughput.core`: events/s through the router with core-NATS ingress (512 requests
+ *   in flight) vs direct request/reply to the agent at the same concurrency.
+ * - `router.throughput.jetstream`: events/s the router drains from a pre-loaded JetStream ingress
+ *   stream (at-least-once: each event acked after its result is recorded) vs the direct
+ *   request/reply throughput.
+ * The core-NATS ingress below is bench-only glue (an EventSource over a queue subscription).
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import {
+  type CapacityReport,
+  type EventSource,
+  encodeMessage,
+  type IngressDelivery,
+  type WorkItem,
+  type WorkResult,
+} from '@meshroute/mesh';
+import { loadBundle } from '@meshroute/policy';
+import { createRouter, memoryStateStore, type Router } from '@meshroute/router';
+import { benchLine, percentiles, reportBench, sampleAsync, startNatsServer, stopAllServers } from '@meshroute/testing';
+import {
+  connectMesh,
+  type MeshConnection,
+  mapFromHeaders,
+  natsAgentMesh,
+  natsEventSource,
+  natsMesh,
+  provisionMesh,
+} from '@meshroute/transport-nats';
+
+const root = new URL('../..', import.meta.url).pathname;
+const files: { path: string; content: string }[] = [];
+const walk = (d: string) => {
+  for (const e of readdirSync(d, { withFileTypes: true })) {
+    const p = join(d, e.name);
+    if (e.isDirectory()) walk(p);
+    else if (/\.(ya?ml|json)$/.test(e.name))
+      files.push({ path: relative(join(root, 'policies'), p), content: readFileSync(p, 'utf8') });
+  }
+};
+walk(join(root, 'policies'));
+const loaded = loadBundle(files, { nowMs: Date.now() });
+if (!loaded.bundle) throw new Error(`policies: ${JSON.stringify(loaded.errors)}`);
+const bundle = loaded.bundle;
+
+function coreNatsSource(conn: MeshConnection, subject: string): EventSource {
+  let sub: ReturnType<MeshConnection['nc']['subscribe']> | undefined;
+  return {
+    async start(handler) {
+      sub = conn.nc.subscribe(subject, {
+        queue: 'routers',
+        callback: (_err, m) => {
+          const delivery: IngressDelivery = {
+            headers: m.headers ? mapFromHeaders(m.headers) : new Map(),
+            body: m.data,
+            replyTo: m.reply,
+            redeliveryCount: 0,
+            ack: async () => {},
+            nak: () => {},
+            working: () => {},
+            term: () => {},
+          };
+          void handler(delivery);
+        },
+      });
+    },
+    async close() {
+      sub?.unsubscribe();
+    },
+  };
+}
+
+function result(w: WorkItem): WorkResult {
+  return {
+    schema: 'meshroute.result/v1',
+    workId: w.workId,
+    eventId: w.event.id,
+    eventSource: w.event.source,
+    agentId: w.agentId,
+    attempt: w.attempt,
+    ok: true,
+    output: { ok: true },
+    queueMs: 0,
+    executionMs: 0,
+    finishedAtMs: Date.now(),
+  };
+}
+
+function capacity(agentId: string, slots: number, seq: number): CapacityReport {
+  return {
+    schema: 'meshroute.capacity/v1',
+    agentId,
+    seq,
+    instanceId: `${agentId}-bench`,
+    sentAtMs: Date.now(),
+    heartbeatIntervalMs: 1000,
+    status: 'ready',
+    backends: ['wasm'],
+    region: 'eu-central',
+    jurisdiction: 'DE',
+    carbonIntensity: 300,
+    carbonSource: 'fixed',
+    latencyP50Ms: 0.1,
+    latencyP99Ms: 0.5,
+    slots,
+    freeSlots: slots,
+    inFlight: 0,
+    queueDepth: 0,
+    costPerJob: '0',
+    labels: {},
+    versions: {},
+    workloads: [],
+    facts: {},
+  };
+}
+
+const enc = new TextEncoder();
+let evSeq = 0;
+function eventBytes(extra: Record<string, unknown> = {}): Uint8Array {
+  return enc.encode(
+    JSON.stringify({
+      specversion: '1.0',
+      id: `b-${++evSeq}`,
+      source: '/bench',
+      type: 'bench.job',
+      workload: 'noop',
+      residency: 'eu',
+      data: { n: evSeq },
+      ...extra,
+    }),
+  );
+}
+
+async function throughput(n: number, concurrency: number, one: (i: number) => Promise<unknown>): Promise<number> {
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < n) await one(next++);
+    }),
+  );
+  return n / ((performance.now() - t0) / 1000);
+}
+
+const server = await startNatsServer();
+const conns: MeshConnection[] = [];
+const routers: Router[] = [];
+try {
+  const connect = async (name: string) => {
+    const c = await connectMesh({ servers: server.url, name });
+    conns.push(c);
+    return c;
+  };
+  const admin = await connect('bench-admin');
+  await provisionMesh(admin, { storage: 'memory', duplicateWindowMs: 60_000 });
+
+  // The no-op agent on its own connection.
+  const agentConn = await connect('bench-agent');
+  const agentMesh = natsAgentMesh(agentConn);
+  agentMesh.serveWork('noop-agent', async (w) => result(w));
+  let beat = 0;
+  const heartbeat = () => {
+    beat++;
+    void agentMesh.publishCapacity(capacity('noop-agent', 4096, beat));
+  };
+  heartbeat();
+  const beats = setInterval(heartbeat, 1000);
+
+  const routerConn = await connect('bench-router');
+  const router = createRouter({
+    mesh: natsMesh(routerConn, { routerId: 'bench-router' }),
+    source: coreNatsSource(routerConn, 'bench.router.ingress'),
+    store: memoryStateStore(),
+    policies: bundle,
+    routerId: 'bench-router',
+    options: { maxInFlightItems: 100_000, maxQueued: 100_000 },
+  });
+  routers.push(router);
+  await router.start();
+  while (router.agents().length === 0) await new Promise((r) => setTimeout(r, 20));
+
+  const producer = await connect('bench-producer');
+  const workBytes = encodeMessage('meshroute.work/v1', {
+    schema: 'meshroute.work/v1',
+    workId: 'direct',
+    attempt: 1,
+    decisionId: 'direct',
+    routerId: 'producer',
+    agentId: 'noop-agent',
+    workload: 'noop',
+    event: JSON.parse(new TextDecoder().decode(eventBytes())),
+    dispatchedAtMs: Date.now(),
+    timeoutMs: 5000,
+  });
+  const iterations = 2_000;
+  const viaRouter = await sampleAsync(
+    () => producer.nc.request('bench.router.ingress', eventBytes(), { timeout: 5000 }),
+    {
+      iterations,
+    },
+  );
+  const direct = await sampleAsync(
+    () => producer.nc.request('meshroute.work.noop-agent', workBytes, { timeout: 5000 }),
+    {
+      iterations,
+    },
+  );
+  const hop = benchLine('router.hop', 'us', percentiles(viaRouter), percentiles(direct), {
+    iterations,
+    baselineP99: Math.round(percentiles(direct).p99 * 10) / 10,
+    ratioP99: Math.round((percentiles(viaRouter).p99 / percentiles(direct).p99) * 100) / 100,
+    target: 'ratio and ratioP99 <= 2.3',
+  });
+  reportBench(hop);
+
+  const n = 20_000;
+  const concurrency = 512;
+  const oursTput = await throughput(n, concurrency, () =>
+    producer.nc.request('bench.router.ingress', eventBytes(), { timeout: 30_000 }),
+  );
+  const directTput = await throughput(n, concurrency, () =>
+    producer.nc.request('meshroute.work.noop-agent', workBytes, { timeout: 30_000 }),
+  );
+  reportBench({
+    bench: 'router.throughput.core',
+    unit: 'events/s',
+    p50: Math.round(oursTput),
+    p99: Math.round(oursTput),
+    baseline: Math.round(directTput),
+    ratio: Math.round((oursTput / directTput) * 100) / 100,
+    higherIsBetter: true,
+    events: n,
+    concurrency,
+    target: 'ratio >= 0.5',
+  });
+
+  // JetStream at-least-once ingress: pre-load the stream, then let a router drain it.
+  const jsN = 20_000;
+  const tPub = performance.now();
+  const pubs: Promise<unknown>[] = [];
+  for (let i = 0; i < jsN; i++) {
+    const body = eventBytes();
+    pubs.push(producer.js.publish('meshroute.ingress._', body, { msgID: `js-${i}-${evSeq}` }));
+    if (pubs.length >= 1000) await Promise.all(pubs.splice(0));
+  }
+  await Promise.all(pubs);
+  const publishRate = jsN / ((performance.now() - tPub) / 1000);
+  const jsConn = await connect('bench-js-router');
+  const jsRouter = createRouter({
+    mesh: natsMesh(jsConn, { routerId: 'bench-js-router' }),
+    source: natsEventSource(jsConn, { maxInFlight: 2048 }),
+    store: memoryStateStore(),
+    policies: bundle,
+    routerId: 'bench-js-router',
+    options: { maxInFlightItems: 100_000, maxQueued: 100_000 },
+  });
+  routers.push(jsRouter);
+  let finished = 0;
+  let allDone: () => void = () => {};
+  const done = new Promise<void>((r) => {
+    allDone = r;
+  });
+  void (async () => {
+    for await (const s of jsRouter.status()) {
+      if (s.type === 'workFinished' && ++finished >= jsN) allDone();
+    }
+  })();
+  const tJs = performance.now();
+  await jsRouter.start();
+  await done;
+  const jsRate = jsN / ((performance.now() - tJs) / 1000);
+  reportBench({
+    bench: 'router.throughput.jetstream',
+    unit: 'events/s',
+    p50: Math.round(jsRate),
+    p99: Math.round(jsRate),
+    baseline: Math.round(directTput),
+    ratio: Math.round((jsRate / directTput) * 100) / 100,
+    higherIsBetter: true,
+    events: jsN,
+    publishRate: Math.round(publishRate),
+    storage: 'memory',
+    target: '>= 10000 events/s',
+  });
+  await jsRouter.stop({ drainTimeoutMs: 0 });
+
+  clearInterval(beats);
+} finally {
+  for (const r of routers) await r.stop({ drainTimeoutMs: 0 }).catch(() => undefined);
+  for (const c of conns) await c.close().catch(() => undefined);
+  await stopAllServers();
+}
