@@ -1,0 +1,142 @@
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { CapacityReport, WorkResult } from '@meshroute/mesh';
+import { startNatsServer, type TestNatsServer, waitFor } from '@meshroute/testing';
+import { connectMesh, type MeshConnection, natsAgentMesh } from '@meshroute/transport-nats';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { formatAgentsTable, latestReports } from './agents.js';
+import { formatDecisions, readDecisions } from './decisions.js';
+import { type RouterProcess, startRouterProcess } from './router.js';
+
+const policiesDir = join(fileURLToPath(new URL('../../../..', import.meta.url)), 'policies');
+
+function report(agentId: string, jurisdiction: string, seq: number): CapacityReport {
+  return {
+    schema: 'meshroute.capacity/v1',
+    agentId,
+    seq,
+    instanceId: 'i1',
+    sentAtMs: Date.now(),
+    heartbeatIntervalMs: 200,
+    status: 'ready',
+    backends: ['wasm'],
+    region: `${jurisdiction.toLowerCase()}-1`,
+    jurisdiction,
+    carbonIntensity: 120,
+    carbonSource: 'fixed',
+    latencyP50Ms: 2,
+    latencyP99Ms: 4,
+    slots: 4,
+    freeSlots: 4,
+    inFlight: 0,
+    queueDepth: 0,
+    costPerJob: '0.001',
+    labels: {},
+    versions: { agent: '0.1.0' },
+    workloads: [],
+    facts: {},
+  };
+}
+
+describe('meshroute router process (startRouterProcess)', () => {
+  let nats: TestNatsServer;
+  let proc: RouterProcess;
+  let agentConn: MeshConnection;
+  let beats: NodeJS.Timeout;
+
+  beforeAll(async () => {
+    nats = await startNatsServer();
+    proc = await startRouterProcess({ natsUrl: nats.url, httpPort: 0, httpHost: '127.0.0.1', policiesDir });
+    agentConn = await connectMesh({ servers: nats.url, name: 'agent-de' });
+    const mesh = natsAgentMesh(agentConn);
+    mesh.serveWork(
+      'de-1',
+      async (w): Promise<WorkResult> => ({
+        schema: 'meshroute.result/v1',
+        workId: w.workId,
+        eventId: w.event.id,
+        eventSource: w.event.source,
+        agentId: 'de-1',
+        attempt: w.attempt,
+        ok: true,
+        output: { hello: 'from de-1' },
+        queueMs: 0,
+        executionMs: 1,
+        finishedAtMs: Date.now(),
+      }),
+    );
+    let seq = 0;
+    const beat = () => void mesh.publishCapacity(report('de-1', 'DE', ++seq));
+    beat();
+    beats = setInterval(beat, 200);
+    await waitFor('agent known', () => proc.router.agents().length > 0, { timeoutMs: 5_000 });
+  });
+  afterAll(async () => {
+    clearInterval(beats);
+    await proc?.stop();
+    await agentConn?.close();
+    await nats?.stop();
+  });
+
+  it('serves HTTP ingress through the JetStream ingress and answers ?wait=1 with the outcome', async () => {
+    const id = randomUUID();
+    const res = await fetch(`http://127.0.0.1:${proc.httpPort}/events?wait=1`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        'ce-specversion': '1.0',
+        'ce-id': id,
+        'ce-source': '/cli-test',
+        'ce-type': 'com.example.job',
+        'ce-workload': 'echo',
+        'ce-residency': 'eu',
+        'ce-latencybudgetms': '5000',
+      },
+      body: '{"n":1}',
+    });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({
+      id,
+      outcome: 'succeeded',
+      agent: { id: 'de-1', jurisdiction: 'DE' },
+      result: { output: { hello: 'from de-1' } },
+    });
+    const health = (await (await fetch(`http://127.0.0.1:${proc.httpPort}/healthz`)).json()) as Record<string, unknown>;
+    expect(health.policyDigest).toBe(proc.policies.current()?.digest);
+  });
+
+  it('records decisions that `meshroute decisions --event` finds', async () => {
+    const id = randomUUID();
+    const res = await fetch(`http://127.0.0.1:${proc.httpPort}/events?wait=1`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/cloudevents+json' },
+      body: JSON.stringify({ specversion: '1.0', id, source: '/cli-test', type: 't', workload: 'echo' }),
+    });
+    expect(res.status).toBe(200);
+    const conn = await connectMesh({ servers: nats.url, name: 'decisions-reader' });
+    try {
+      const records = await waitFor('decision recorded', async () => {
+        const r = await readDecisions(conn, { eventId: id });
+        return r.length > 0 ? r : undefined;
+      });
+      expect(records[0]).toMatchObject({ outcome: 'routed', chosen: { agentId: 'de-1' }, routerId: proc.routerId });
+      expect(formatDecisions(records)).toContain(`event ${id}`);
+    } finally {
+      await conn.close();
+    }
+  });
+
+  it('formats the agent table from the newest report of each agent', () => {
+    const now = Date.now();
+    const rows = latestReports([report('b', 'FR', 1), report('a', 'DE', 1), { ...report('a', 'DE', 2), freeSlots: 1 }]);
+    expect(rows.map((r) => [r.agentId, r.seq])).toEqual([
+      ['a', 2],
+      ['b', 1],
+    ]);
+    const table = formatAgentsTable(rows, now);
+    expect(table.split('\n')[0]).toMatch(/^AGENT\s+BACKENDS\s+REGION\s+JUR\s+STATUS/);
+    expect(table).toContain('1/4');
+    expect(formatAgentsTable([{ ...report('c', 'SE', 1), sentAtMs: now - 10_000 }], now)).toContain('lost');
+  });
+});
