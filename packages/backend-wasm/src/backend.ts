@@ -161,6 +161,7 @@ export function createWasmBackend(options: WasmBackendOptions = {}): ComputeBack
     resourceLimits: opts.workerResourceLimits,
     logger: opts.logger,
     clock: opts.clock,
+    workerSource: opts.workerSource,
   });
   const compiled = new Map<string, Promise<PreparedModule>>();
   const shimVersion = wasiShimVersion();

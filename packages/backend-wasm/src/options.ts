@@ -49,6 +49,13 @@ export interface WasmBackendOptions {
   logger?: Logger;
   /** Clock (timeouts). @default systemClock */
   clock?: Clock;
+  /**
+   * JavaScript source of the pool worker, started with `new Worker(source, { eval: true })` (so
+   * CommonJS, one self-contained file: the package's `worker.ts` bundled). For bundles where
+   * `worker.js` does not lie beside the code, such as the single-executable edge agent.
+   * @default the package's own `worker.js` (or `worker.ts` through tsx when running from sources)
+   */
+  workerSource?: string;
 }
 
 /** {@link WasmBackendOptions} with every field filled. */
@@ -60,6 +67,8 @@ export interface ResolvedWasmBackendOptions {
   workerResourceLimits: WasmWorkerResourceLimits;
   logger: Logger;
   clock: Clock;
+  /** `undefined`: the package's own worker file. */
+  workerSource: string | undefined;
 }
 
 function positiveInt(option: string, value: number | undefined, fallback: number): number {
@@ -102,7 +111,15 @@ export function resolveWasmBackendOptions(options: WasmBackendOptions = {}): Res
     },
     logger: options.logger ?? noopLogger,
     clock: options.clock ?? systemClock,
+    workerSource: workerSourceOption(options.workerSource),
   };
+}
+
+function workerSourceOption(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || value.trim().length === 0)
+    throw new ConfigError('workerSource', 'must be non-empty JavaScript source');
+  return value;
 }
 
 /**

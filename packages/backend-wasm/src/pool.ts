@@ -55,6 +55,8 @@ export interface WorkerPoolOptions {
   resourceLimits: WasmWorkerResourceLimits;
   logger: Logger;
   clock: Clock;
+  /** Source of the worker (started with `eval: true`); `undefined`: the package's worker file. */
+  workerSource?: string | undefined;
 }
 
 /** How to start a worker: from the built JavaScript, or from TypeScript sources through tsx. */
@@ -84,9 +86,10 @@ export class WorkerPool {
   private startFailures = 0;
   private lastStartError: string | undefined;
   private closed = false;
-  private readonly source = workerSource();
+  private readonly source: { filename: string | URL; eval: boolean };
 
   constructor(private readonly options: WorkerPoolOptions) {
+    this.source = options.workerSource !== undefined ? { filename: options.workerSource, eval: true } : workerSource();
     for (let i = 0; i < options.size; i++) this.slots.push(this.spawn());
   }
 
