@@ -774,7 +774,11 @@ export function createRouter(deps: CreateRouterOptions): Router {
     let invalid: { reason: DeadLetterReason; error: ErrorInfo } | undefined;
     let raw: string | undefined;
     try {
-      event = decodeNats(delivery.headers, delivery.body, { maxEventBytes: options.maxEventBytes }) as RouterEvent;
+      // Intent is parsed below (once), with the workload rule added.
+      event = decodeNats(delivery.headers, delivery.body, {
+        maxEventBytes: options.maxEventBytes,
+        validateIntent: false,
+      }) as RouterEvent;
     } catch (err) {
       const e = toMeshError(err);
       raw = textDecoder.decode(delivery.body.subarray(0, 4096));
