@@ -174,6 +174,41 @@ describe('router engine', () => {
     });
   });
 
+  it('answers a redelivery that arrives while the first delivery is still running, without running it again', async () => {
+    const pending: (() => void)[] = [];
+    mesh.agents.set('a', (w) => new Promise((resolve) => pending.push(() => resolve(okResult(w)))));
+    await make();
+    mesh.heartbeat(capacity('a', { sentAtMs: clock.now() }));
+    const first = delivery(cloudEvent('slow'), '_INBOX.first');
+    const again = delivery(cloudEvent('slow'), '_INBOX.again');
+    const p1 = router.handleDelivery(first);
+    await flush();
+    const p2 = router.handleDelivery(again);
+    await flush();
+    pending.shift()?.();
+    await Promise.all([p1, p2]);
+    expect(mesh.dispatched).toHaveLength(1);
+    expect([first.acked, again.acked]).toEqual([1, 1]);
+    expect(mesh.replies.map((r) => r.replyTo).sort()).toEqual(['_INBOX.again', '_INBOX.first']);
+  });
+
+  it('hands a waiting redelivery back too when the first delivery is handed back', async () => {
+    mesh.agents.set('a', async () => 'hang');
+    await make({ dispatchTimeoutMs: 1_000_000 });
+    mesh.heartbeat(capacity('a', { sentAtMs: clock.now() }));
+    const first = delivery(cloudEvent('held'));
+    const again = delivery(cloudEvent('held'));
+    const p1 = router.handleDelivery(first);
+    await flush();
+    const p2 = router.handleDelivery(again);
+    await flush();
+    await router.stop({ drainTimeoutMs: 0 });
+    await Promise.all([p1, p2]);
+    expect(first.naks).toHaveLength(1);
+    expect(again.naks).toHaveLength(1);
+    expect(first.acked + again.acked).toBe(0);
+  });
+
   it('dead-letters invalid events and invalid intents with the reason, and acks them', async () => {
     await make();
     const bad = delivery('{"specversion":"1.0","id":"","source":"/x","type":"t"}');

@@ -205,6 +205,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
   const items = new Map<string, ItemState>();
   const queue = new Set<ItemState>();
   const waiters = new Map<string, Set<(a: RouterAnswer) => void>>();
+  const duplicateWaiters = new Map<string, Set<(a: RouterAnswer | undefined) => void>>();
   let lifecycle: 'idle' | 'started' | 'stopping' | 'stopped' = 'idle';
   let storeState: 'ok' | 'degraded' = 'ok';
   let unsubscribeCapacity: (() => void) | undefined;
@@ -592,7 +593,15 @@ export function createRouter(deps: CreateRouterOptions): Router {
 
   // --- terminal --------------------------------------------------------------------------------------
 
+  const notifyDuplicates = (key: string, answer: RouterAnswer | undefined): void => {
+    const set = duplicateWaiters.get(key);
+    if (!set) return;
+    duplicateWaiters.delete(key);
+    for (const w of set) w(answer);
+  };
+
   const notifyWaiters = (key: string, answer: RouterAnswer): void => {
+    notifyDuplicates(key, answer);
     const set = waiters.get(key);
     if (!set) return;
     waiters.delete(key);
@@ -641,6 +650,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
         await store.release(it.key, routerId).catch((err: unknown) => storeFailed(err));
       }
       it.delivery.nak(options.nakDelayMs);
+      notifyDuplicates(it.key, undefined);
       it.done();
       return;
     }
@@ -748,6 +758,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
     }
     if (!ackable) {
       it.delivery.nak(options.nakDelayMs);
+      notifyDuplicates(it.key, undefined);
       it.done();
       return;
     }
@@ -801,15 +812,21 @@ export function createRouter(deps: CreateRouterOptions): Router {
     const key = event ? idempotencyKey(event) : `invalid#${randomUUID()}`;
     const existing = items.get(key);
     if (existing) {
-      // A redelivery while the first delivery is still being worked on: answer with it.
+      // A redelivery while the first delivery is still being worked on: answer with it, or hand
+      // it back too when the first delivery is handed back.
       delivery.working();
       await new Promise<void>((resolve) => {
-        let set = waiters.get(key);
+        let set = duplicateWaiters.get(key);
         if (!set) {
           set = new Set();
-          waiters.set(key, set);
+          duplicateWaiters.set(key, set);
         }
         set.add((answer) => {
+          if (answer === undefined) {
+            delivery.nak(options.nakDelayMs);
+            resolve();
+            return;
+          }
           const replyTo = delivery.replyTo;
           const done = async () => {
             if (replyTo && replyTo !== existing.delivery.replyTo) {
