@@ -10,8 +10,8 @@
  *      from TypeScript sources (the `@meshroute/source` condition; no `tsc` build needed), with
  *      the worker string defined in, and the GPU and quantum backends left out (stubs that refuse);
  *   3. `node --experimental-sea-config` makes the preparation blob;
- *   4. copy this Node.js binary, strip its debug symbols (when `strip` is on PATH), and inject the
- *      blob with postject (sentinel fuse NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2).
+ *   4. copy this Node.js binary, strip its symbols (when `strip` is on PATH; `.dynsym` stays),
+ *      and inject the blob with postject (sentinel fuse NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2).
  *
  * Steps 3-4 are skipped when the inputs (bundle, Node.js binary, this script) hash the same as for
  * the executable already there (dist-sea/meshroute-edge-agent.inputs). Prints one JSON line
@@ -32,10 +32,10 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
-import { inject } from 'postject';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const outDir = join(root, 'dist-sea');
@@ -51,6 +51,12 @@ const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
 function fail(message) {
   process.stderr.write(`build-sea: ${message}\n`);
   process.exit(1);
+}
+
+/** Run a step; its output is shown only when it fails (postject warns about every ELF note). */
+function quiet(label, cmd, args) {
+  const r = spawnSync(cmd, args, { cwd: outDir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  if (r.status !== 0) fail(`${label} failed (exit ${r.status ?? r.signal}):\n${r.stdout}${r.stderr}`);
 }
 
 const [major, minor] = process.versions.node.split('.').map(Number);
@@ -162,23 +168,26 @@ if (!upToDate) {
       2,
     )}\n`,
   );
-  execFileSync(process.execPath, ['--experimental-sea-config', config], {
-    cwd: outDir,
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
+  quiet('node --experimental-sea-config', process.execPath, ['--experimental-sea-config', config]);
 
   // 4. Copy node, strip, inject.
   const tmp = `${exe}.tmp`;
   copyFileSync(process.execPath, tmp);
   chmodSync(tmp, 0o755);
   if (process.platform === 'linux' && spawnSync('strip', ['--version'], { stdio: 'ignore' }).status === 0) {
-    const r = spawnSync('strip', ['--strip-debug', tmp], { stdio: ['ignore', 'ignore', 'inherit'] });
-    if (r.status !== 0) fail(`strip failed on ${tmp} (exit ${r.status ?? r.signal})`);
+    const r = spawnSync('strip', ['--strip-all', tmp], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
+    if (r.status !== 0) fail(`strip failed on ${tmp} (exit ${r.status ?? r.signal}): ${r.stderr}`);
   }
-  await inject(tmp, 'NODE_SEA_BLOB', readFileSync(blob), {
-    sentinelFuse: SEA_FUSE,
-    ...(process.platform === 'darwin' ? { machoSegmentName: 'NODE_SEA' } : {}),
-  });
+  const postject = createRequire(import.meta.url).resolve('postject/dist/cli.js');
+  quiet('postject', process.execPath, [
+    postject,
+    tmp,
+    'NODE_SEA_BLOB',
+    blob,
+    '--sentinel-fuse',
+    SEA_FUSE,
+    ...(process.platform === 'darwin' ? ['--macho-segment-name', 'NODE_SEA'] : []),
+  ]);
   if (process.platform === 'darwin') execFileSync('codesign', ['--sign', '-', tmp]);
   renameSync(tmp, exe);
   rmSync(blob, { force: true });
