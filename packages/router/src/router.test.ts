@@ -50,6 +50,7 @@ describe('router engine', () => {
     expect(mesh.dispatched.map((w) => w.agentId)).toEqual(['de-1']);
     expect(mesh.results).toHaveLength(1);
     expect(mesh.replies).toHaveLength(1);
+    await flush();
     expect(mesh.replies[0]?.body).toMatchObject({
       id: 'e1',
       outcome: 'succeeded',
@@ -245,6 +246,7 @@ describe('router engine', () => {
       mesh.heartbeat(capacity('dirty', { carbonIntensity: 500, sentAtMs: clock.now() }));
     }
     await p;
+    await flush();
     expect(mesh.dispatched.map((w) => w.agentId)).toEqual(['green']);
     const routed = mesh.decisions.find((r) => r.outcome === 'routed');
     expect(routed?.deferred?.reason).toContain('carbon');

@@ -394,8 +394,9 @@ export function createRouter(deps: CreateRouterOptions): Router {
       'meshroute.decision.outcome': decision.outcome,
       'meshroute.decision.duration_ms': decisionMs,
     });
-    const base: DecisionRecord = { ...decision.record, routerId, attempt };
+    const baseRecord = (): DecisionRecord => ({ ...decision.record, routerId, attempt });
     if (decision.outcome === 'policy-error') {
+      const base = baseRecord();
       publishDecision(base);
       actor.send({
         type: 'DEAD_LETTER',
@@ -412,12 +413,12 @@ export function createRouter(deps: CreateRouterOptions): Router {
           const delayMs = Math.max(1, Math.min(options.deferRecheckMs, latest - now));
           const deferred = { untilMs: now + delayMs, reason: 'no eligible agent now; waiting within the deadline' };
           it.deferred = deferred;
-          publishDecision({ ...base, outcome: 'deferred', chosen: null, deferred });
+          publishDecision({ ...baseRecord(), outcome: 'deferred', chosen: null, deferred });
           actor.send({ type: 'DEFERRED', delayMs, decisionId });
           return;
         }
       }
-      publishDecision({ ...base, outcome: 'no-eligible-agent', chosen: null });
+      publishDecision({ ...baseRecord(), outcome: 'no-eligible-agent', chosen: null });
       actor.send({
         type: 'DEAD_LETTER',
         reason: 'NO_ELIGIBLE_AGENT',
@@ -453,7 +454,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
             reason: `carbon: eligible agent ${greenest.agentId} expected at ${greenestIntensity} gCO2e/kWh vs ${current} on ${reference.agentId}`,
           };
           it.deferred = deferred;
-          publishDecision({ ...base, outcome: 'deferred', chosen: null, deferred });
+          publishDecision({ ...baseRecord(), outcome: 'deferred', chosen: null, deferred });
           actor.send({ type: 'DEFERRED', delayMs, decisionId });
           return;
         }
@@ -469,7 +470,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
       return;
     }
     const chosen = { agentId: pick.agentId, region: pick.report.region, jurisdiction: pick.report.jurisdiction };
-    const record: DecisionRecord = { ...base, outcome: 'routed', chosen };
+    const deferredInfo = it.deferred;
     it.span.setAttributes({
       'meshroute.agent.id': pick.agentId,
       'meshroute.agent.region': pick.report.region,
@@ -477,12 +478,16 @@ export function createRouter(deps: CreateRouterOptions): Router {
       'meshroute.agent.carbon_intensity': pick.report.carbonIntensity,
     });
     telemetry.routed({ 'meshroute.agent.id': pick.agentId });
-    if (it.deferred) record.deferred = it.deferred;
     registry.reserve(pick.agentId);
     it.agentId = pick.agentId;
     it.agent = { id: pick.agentId, region: pick.report.region, jurisdiction: pick.report.jurisdiction };
-    publishDecision(record);
     actor.send({ type: 'PLACED', agentId: pick.agentId, decisionId });
+    // The audit record is built and published off the dispatch path (right after it).
+    setImmediate(() => {
+      const record: DecisionRecord = { ...baseRecord(), outcome: 'routed', chosen };
+      if (deferredInfo) record.deferred = deferredInfo;
+      publishDecision(record);
+    });
   };
 
   // --- dispatch ------------------------------------------------------------------------------------
