@@ -132,6 +132,21 @@ async function startAgent(
   };
 }
 
+/** What the ingress consumers logged at warn and above (printed when a test fails). */
+const sourceLogs: string[] = [];
+function sourceLog(routerId: string): Logger {
+  const push = (level: string) => (msg: string, fields?: Record<string, unknown>) =>
+    sourceLogs.push(`${routerId} ${level} ${msg} ${JSON.stringify(fields ?? {})}`);
+  const l: Logger = {
+    debug: () => {},
+    info: push('info'),
+    warn: push('warn'),
+    error: push('error'),
+    child: () => l,
+  };
+  return l;
+}
+
 interface TestRouter {
   router: Router;
   conn: MeshConnection;
@@ -177,7 +192,13 @@ async function startRouter(
   if (!loaded.ok) throw new Error(`shipped policies do not load: ${JSON.stringify(loaded.errors)}`);
   const router = createRouter({
     mesh: natsMesh(conn, { routerId }),
-    source: natsEventSource(conn, { maxInFlight: 256, ackWaitMs: 2_000, pullExpiresMs: 1_000, pullRetryDelayMs: 100 }),
+    source: natsEventSource(conn, {
+      maxInFlight: 256,
+      ackWaitMs: 2_000,
+      pullExpiresMs: 1_000,
+      pullRetryDelayMs: 100,
+      logger: sourceLog(routerId),
+    }),
     store,
     policies: holder,
     routerId,
@@ -411,6 +432,7 @@ describe('router across a nats-server restart', () => {
         results: done.size,
         health: r.router.health(),
         served: agent.served.length,
+        sourceLogs: sourceLogs.filter((l) => l.startsWith('r-restart')).slice(-20),
       });
       throw err;
     });
