@@ -15,12 +15,12 @@ import {
   DEFAULT_SLOTS,
 } from '@meshroute/compute-agent';
 import { ConfigError, MeshError } from '@meshroute/mesh';
-import { DEFAULT_NATS_URL } from '@meshroute/transport-nats';
 import { Command, CommanderError, Option } from 'commander';
 import { pino } from 'pino';
 import { startAgentProcess } from './commands/agent.js';
 import { meshrouteVersion } from './commands/version.js';
 import { pinoLogger } from './context.js';
+import { addNatsOptions, type NatsFlags, natsConnectOptions } from './nats-options.js';
 
 /** Replaced by the SEA build with the bundled wasm worker source (a string literal). */
 declare const __MESHROUTE_SEA_WASM_WORKER__: string | undefined;
@@ -42,7 +42,7 @@ function collectLabel(value: string, previous: Record<string, string>): Record<s
   return { ...previous, [value.slice(0, eq)]: value.slice(eq + 1) };
 }
 
-interface EdgeAgentFlags {
+interface EdgeAgentFlags extends NatsFlags {
   id: string;
   region: string;
   jurisdiction: string;
@@ -62,7 +62,7 @@ interface EdgeAgentFlags {
 /** Parse `argv` (as `process.argv`), run the agent until SIGTERM/SIGINT; resolves to the exit code. */
 async function run(argv: string[]): Promise<number> {
   let exitCode = 0;
-  const program = new Command('meshroute-edge-agent')
+  const program = addNatsOptions(new Command('meshroute-edge-agent'))
     .description('meshroute compute agent with the WebAssembly backend (single executable)')
     .version(meshrouteVersion(), '-V, --version')
     .showHelpAfterError()
@@ -91,11 +91,6 @@ async function run(argv: string[]): Promise<number> {
     .option('--max-queued <n>', 'jobs waiting for a slot', nonNegativeInt('--max-queued'), DEFAULT_MAX_QUEUED)
     .option('--artifact-cache-bytes <n>', 'artifact cache bound', nonNegativeInt('--artifact-cache-bytes'))
     .option('--workload <name>', 'only run this workload (repeatable)', (v: string, p: string[]) => [...p, v], [])
-    .addOption(
-      new Option('--nats-url <url>', 'NATS server(s), comma-separated')
-        .env('MESHROUTE_NATS_URL')
-        .default(DEFAULT_NATS_URL),
-    )
     .action(async (flags: EdgeAgentFlags) => {
       const log = pinoLogger(
         pino({ level: process.env.MESHROUTE_LOG_LEVEL ?? 'info', base: { pid: process.pid } }, pino.destination(2)),
@@ -115,7 +110,7 @@ async function run(argv: string[]): Promise<number> {
         maxQueued: flags.maxQueued,
         ...(flags.artifactCacheBytes !== undefined ? { artifactCacheBytes: flags.artifactCacheBytes } : {}),
         workloads: flags.workload,
-        natsUrl: flags.natsUrl.split(',').map((s) => s.trim()),
+        nats: natsConnectOptions(flags),
         ...(workerSource !== undefined ? { backendOptions: { wasm: { workerSource } } } : {}),
         logger: log,
       });

@@ -19,12 +19,14 @@ import { BACKENDS, type Backend, type ComputeBackend, ConfigError, type Logger, 
 import {
   connectMesh,
   DEFAULT_NATS_URL,
+  type NatsConnectOptions,
   natsAgentMesh,
   natsArtifactStore,
   natsWorkloadRegistry,
 } from '@meshroute/transport-nats';
 import { type Command, Option } from 'commander';
 import type { CliContext } from '../context.js';
+import { addNatsOptions, type NatsFlags, natsConnectOptions } from '../nats-options.js';
 
 /** Tuning of each backend (`meshroute up` and tests may set them). */
 export interface BackendKindOptions {
@@ -73,6 +75,11 @@ export interface AgentProcessOptions {
   workloads?: string[];
   /** NATS servers. @default DEFAULT_NATS_URL */
   natsUrl?: string | string[];
+  /**
+   * Connection options (credentials, TLS, inbox prefix; see `natsConnectOptions`). `natsUrl`,
+   * when given, wins over `nats.servers`. @default no credentials
+   */
+  nats?: NatsConnectOptions;
   /** Backend tuning (workers, execution provider, ...). */
   backendOptions?: BackendKindOptions;
   logger?: Logger;
@@ -99,7 +106,11 @@ export async function startAgentProcess(options: AgentProcessOptions): Promise<A
     logger: logger.child({ component: 'carbon' }),
     ...(options.carbonLocation ? { location: options.carbonLocation } : {}),
   });
-  const conn = await connectMesh({ servers: options.natsUrl ?? DEFAULT_NATS_URL, name: `agent-${options.id}` });
+  const conn = await connectMesh({
+    ...options.nats,
+    servers: options.natsUrl ?? options.nats?.servers ?? DEFAULT_NATS_URL,
+    name: `agent-${options.id}`,
+  });
   let backend: ComputeBackend | undefined;
   try {
     backend = createBackendForKind(options.backend, { ...options.backendOptions, logger });
@@ -165,7 +176,7 @@ function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
 
-interface AgentFlags {
+interface AgentFlags extends NatsFlags {
   backend: Backend;
   id: string;
   region: string;
@@ -185,8 +196,7 @@ interface AgentFlags {
 
 /** Register `meshroute agent`. */
 export function register(program: Command, ctx: CliContext): void {
-  program
-    .command('agent')
+  addNatsOptions(program.command('agent'))
     .description('run a compute agent: take work addressed to it, run it on a backend, heartbeat capacity')
     .addOption(new Option('--backend <kind>', 'execution backend').choices([...BACKENDS]).makeOptionMandatory())
     .requiredOption('--id <id>', 'agent id (letters, digits, _ and -)')
@@ -221,11 +231,6 @@ export function register(program: Command, ctx: CliContext): void {
     )
     .option('--artifact-cache-bytes <n>', 'artifact cache bound', positiveInt('--artifact-cache-bytes'))
     .option('--workload <name>', 'only run this workload (repeatable)', collect, [])
-    .addOption(
-      new Option('--nats-url <url>', 'NATS server(s), comma-separated')
-        .env('MESHROUTE_NATS_URL')
-        .default(DEFAULT_NATS_URL),
-    )
     .action(async (flags: AgentFlags) => {
       const log = ctx.logger('agent');
       const proc = await startAgentProcess({
@@ -243,7 +248,7 @@ export function register(program: Command, ctx: CliContext): void {
         maxQueued: flags.maxQueued,
         ...(flags.artifactCacheBytes !== undefined ? { artifactCacheBytes: flags.artifactCacheBytes } : {}),
         workloads: flags.workload,
-        natsUrl: flags.natsUrl.split(',').map((s) => s.trim()),
+        nats: natsConnectOptions(flags),
         logger: log,
       });
       log.info('agent ready', {

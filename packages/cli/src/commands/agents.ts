@@ -3,9 +3,10 @@
  * subscription to heartbeats (`--watch-ms`), as text or `--json`.
  */
 import { type CapacityReport, ConfigError } from '@meshroute/mesh';
-import { connectMesh, DEFAULT_NATS_URL, natsMesh } from '@meshroute/transport-nats';
-import { type Command, Option } from 'commander';
+import { connectMesh, natsMesh } from '@meshroute/transport-nats';
+import type { Command } from 'commander';
 import type { CliContext } from '../context.js';
+import { addNatsOptions, type NatsFlags, natsConnectOptions } from '../nats-options.js';
 
 /** How long `meshroute agents` listens to heartbeats after reading the snapshot, ms. */
 export const DEFAULT_AGENTS_WATCH_MS = 1_500;
@@ -76,7 +77,7 @@ export function formatAgentsTable(reports: readonly CapacityReport[], nowMs: num
   return line(header) + rows.map(line).join('');
 }
 
-interface AgentsFlags {
+interface AgentsFlags extends NatsFlags {
   natsUrl: string;
   json?: boolean;
   watchMs: number;
@@ -84,14 +85,8 @@ interface AgentsFlags {
 
 /** Register `meshroute agents`. */
 export function register(program: Command, ctx: CliContext): void {
-  program
-    .command('agents')
+  addNatsOptions(program.command('agents'))
     .description('print the live agent table (capacity snapshot plus a short heartbeat subscription)')
-    .addOption(
-      new Option('--nats-url <url>', 'NATS server(s), comma-separated')
-        .env('MESHROUTE_NATS_URL')
-        .default(DEFAULT_NATS_URL),
-    )
     .option('--json', 'print the capacity reports as JSON')
     .option(
       '--watch-ms <ms>',
@@ -105,7 +100,7 @@ export function register(program: Command, ctx: CliContext): void {
     )
     .action(async (flags: AgentsFlags) => {
       const conn = await connectMesh({
-        servers: flags.natsUrl.split(',').map((s) => s.trim()),
+        ...natsConnectOptions(flags),
         name: 'meshroute-agents',
       });
       try {

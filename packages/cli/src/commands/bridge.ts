@@ -13,9 +13,16 @@ import {
   kafkaClients,
   resolveKafkaBridgeOptions,
 } from '@meshroute/transport-kafka';
-import { connectMesh, DEFAULT_NATS_URL, type MeshConnection, publishEvent } from '@meshroute/transport-nats';
+import {
+  connectMesh,
+  DEFAULT_NATS_URL,
+  type MeshConnection,
+  type NatsConnectOptions,
+  publishEvent,
+} from '@meshroute/transport-nats';
 import type { Command } from 'commander';
 import type { CliContext } from '../context.js';
+import { addNatsOptions, type NatsFlags, natsConnectOptions } from '../nats-options.js';
 
 /** Durable JetStream consumers of the egress (one per stream). */
 export const KAFKA_EGRESS_DURABLE = 'meshroute-kafka-egress';
@@ -24,6 +31,11 @@ export const KAFKA_EGRESS_DURABLE = 'meshroute-kafka-egress';
 export interface KafkaBridgeProcessOptions extends KafkaBridgeOptions {
   /** NATS servers. @default DEFAULT_NATS_URL */
   natsUrl?: string | string[];
+  /**
+   * Connection options (credentials, TLS, inbox prefix; see `natsConnectOptions`). `natsUrl`,
+   * when given, wins over `nats.servers`. @default no credentials
+   */
+  nats?: NatsConnectOptions;
   /** Forward results and dead letters to Kafka. @default true */
   egress?: boolean;
   /** @default meshNames() */
@@ -77,7 +89,11 @@ export async function startKafkaBridgeProcess(options: KafkaBridgeProcessOptions
   const logger = options.logger ?? noopLogger;
   const resolved = resolveKafkaBridgeOptions({ ...options, logger });
   const names = options.names ?? meshNames();
-  const conn = await connectMesh({ servers: options.natsUrl ?? DEFAULT_NATS_URL, name: 'meshroute-kafka-bridge' });
+  const conn = await connectMesh({
+    ...options.nats,
+    servers: options.natsUrl ?? options.nats?.servers ?? DEFAULT_NATS_URL,
+    name: 'meshroute-kafka-bridge',
+  });
   const clients = options.clients ?? kafkaClients(resolved);
   const ingress = createKafkaIngress({
     consumer: clients.consumer,
@@ -125,7 +141,7 @@ export async function startKafkaBridgeProcess(options: KafkaBridgeProcessOptions
   };
 }
 
-interface BridgeKafkaFlags {
+interface BridgeKafkaFlags extends NatsFlags {
   brokers: string;
   topics: string;
   groupId?: string;
@@ -141,8 +157,7 @@ interface BridgeKafkaFlags {
 /** Register `meshroute bridge kafka`. */
 export function register(program: Command, ctx: CliContext): void {
   const bridge = program.command('bridge').description('bridges between the mesh and other event systems');
-  bridge
-    .command('kafka')
+  addNatsOptions(bridge.command('kafka'), { url: 'none' })
     .description('bridge Kafka topics (CloudEvents Kafka binding) into the mesh, and results/dead letters out')
     .requiredOption('--brokers <host:port,...>', 'Kafka bootstrap brokers (env KAFKA_BROKERS)', ctx.env.KAFKA_BROKERS)
     .requiredOption('--topics <topic,...>', 'topics to consume CloudEvents from')
@@ -167,6 +182,7 @@ export function register(program: Command, ctx: CliContext): void {
         keyToPartitionKey: flags.keyToPartitionKey === true,
         egress: flags.egress !== false,
         natsUrl: flags.natsUrl ?? ctx.env.MESHROUTE_NATS_URL ?? DEFAULT_NATS_URL,
+        nats: natsConnectOptions({ ...flags, natsUrl: undefined }),
         logger,
       });
       await new Promise<void>((resolve) => {

@@ -3,9 +3,10 @@
  * decisions stream.
  */
 import { ConfigError, type DecisionRecord, decodeMessage, meshNames } from '@meshroute/mesh';
-import { connectMesh, DEFAULT_NATS_URL, type MeshConnection } from '@meshroute/transport-nats';
-import { type Command, Option } from 'commander';
+import { connectMesh, type MeshConnection } from '@meshroute/transport-nats';
+import type { Command } from 'commander';
 import type { CliContext } from '../context.js';
+import { addNatsOptions, type NatsFlags, natsConnectOptions } from '../nats-options.js';
 
 /** Records shown when no `--limit` is given. */
 export const DEFAULT_DECISIONS_LIMIT = 20;
@@ -73,7 +74,7 @@ export function formatDecisions(records: readonly DecisionRecord[]): string {
     .join('');
 }
 
-interface DecisionsFlags {
+interface DecisionsFlags extends NatsFlags {
   natsUrl: string;
   event?: string;
   limit: number;
@@ -82,14 +83,8 @@ interface DecisionsFlags {
 
 /** Register `meshroute decisions`. */
 export function register(program: Command, ctx: CliContext): void {
-  program
-    .command('decisions')
+  addNatsOptions(program.command('decisions'))
     .description('show routing decision records from the decisions stream')
-    .addOption(
-      new Option('--nats-url <url>', 'NATS server(s), comma-separated')
-        .env('MESHROUTE_NATS_URL')
-        .default(DEFAULT_NATS_URL),
-    )
     .option('--event <id>', 'only the decisions for this event id')
     .option(
       '--limit <n>',
@@ -104,7 +99,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--json', 'print the records as JSON')
     .action(async (flags: DecisionsFlags) => {
       const conn = await connectMesh({
-        servers: flags.natsUrl.split(',').map((s) => s.trim()),
+        ...natsConnectOptions(flags),
         name: 'meshroute-decisions',
       });
       try {

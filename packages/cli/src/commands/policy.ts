@@ -22,6 +22,7 @@ import {
 import type { Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import type { CliContext } from '../context.js';
+import { addNatsOptions, type NatsFlags, natsConnectOptions } from '../nats-options.js';
 
 /** Default policies directory. */
 export const DEFAULT_POLICIES_DIR = 'policies';
@@ -360,14 +361,13 @@ export function register(program: Command, ctx: CliContext): void {
       if (opts.check && unformatted > 0) ctx.exitCode = 1;
     });
 
-  policy
-    .command('push')
+  addNatsOptions(policy.command('push'), { url: 'optional' })
     .description('validate, test and publish the bundle to the mesh (NATS KV) for hot reload by routers')
     .argument('[dir]', 'policies directory', DEFAULT_POLICIES_DIR)
-    .option('--servers <urls>', 'NATS servers (env MESHROUTE_NATS_URL)')
-    .option('--creds <file>', 'NATS credentials file (env MESHROUTE_NATS_CREDS)')
+    .option('--servers <urls>', 'NATS servers (same as --nats-url)')
+    .option('--creds <file>', 'NATS credentials file (same as --nats-creds)')
     .option('--pushed-by <who>', 'recorded with the bundle (env USER)')
-    .action(async (dir: string, opts: { servers?: string; creds?: string; pushedBy?: string }) => {
+    .action(async (dir: string, opts: NatsFlags & { servers?: string; creds?: string; pushedBy?: string }) => {
       const files = readPolicyDir(dir);
       const bundle = loadOrReport(ctx, files, dir);
       if (!bundle) return;
@@ -380,9 +380,12 @@ export function register(program: Command, ctx: CliContext): void {
         return;
       }
       const { connectMesh, natsPolicyStore } = await import('@meshroute/transport-nats');
-      const servers = opts.servers ?? ctx.env.MESHROUTE_NATS_URL ?? 'nats://127.0.0.1:4222';
-      const credsFile = opts.creds ?? ctx.env.MESHROUTE_NATS_CREDS;
-      const conn = await connectMesh({ servers, name: 'meshroute-policy-push', ...(credsFile ? { credsFile } : {}) });
+      const nats = natsConnectOptions({
+        ...opts,
+        natsUrl: opts.servers ?? opts.natsUrl ?? ctx.env.MESHROUTE_NATS_URL,
+        natsCreds: opts.creds ?? opts.natsCreds,
+      });
+      const conn = await connectMesh({ ...nats, name: 'meshroute-policy-push' });
       try {
         const revision = await natsPolicyStore(conn).put({
           files,

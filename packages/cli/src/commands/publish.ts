@@ -14,9 +14,10 @@ import { ConfigError, type IntentInput, toMeshError } from '@meshroute/mesh';
 import { connectMesh, DEFAULT_NATS_URL, type MeshConnection } from '@meshroute/transport-nats';
 import type { Command } from 'commander';
 import type { CliContext } from '../context.js';
+import { addNatsOptions, type NatsFlags, natsConnectOptions } from '../nats-options.js';
 
-/** Flags of `meshroute publish`, as commander gives them. */
-export interface PublishFlags {
+/** Flags of `meshroute publish`, as commander gives them (credentials and TLS in {@link NatsFlags}). */
+export interface PublishFlags extends NatsFlags {
   residency?: string;
   latencyBudgetMs?: string;
   carbonMax?: string;
@@ -151,7 +152,11 @@ export async function publishOnce(flags: PublishFlags, ctx: CliContext): Promise
   let client: MeshClient;
   const logger = ctx.logger('publish');
   if (resolved.transport.kind === 'nats') {
-    conn = await connectMesh({ servers: resolved.transport.servers, name: 'meshroute-publish' });
+    conn = await connectMesh({
+      ...natsConnectOptions({ ...flags, natsUrl: undefined }),
+      servers: resolved.transport.servers,
+      name: 'meshroute-publish',
+    });
     client = createClient({ nats: conn, logger, invokeTimeoutMs: resolved.timeoutMs });
   } else {
     client = createClient({ url: resolved.transport.url, logger, invokeTimeoutMs: resolved.timeoutMs });
@@ -206,8 +211,7 @@ export async function publishOnce(flags: PublishFlags, ctx: CliContext): Promise
 
 /** Register `meshroute publish`. */
 export function register(program: Command, ctx: CliContext): void {
-  program
-    .command('publish')
+  addNatsOptions(program.command('publish'), { url: 'none' })
     .description(
       'publish one CloudEvent with an intent (over NATS, or a router HTTP ingress with --http-url); --wait waits for the outcome',
     )

@@ -32,6 +32,7 @@ import {
   connectMesh,
   DEFAULT_NATS_URL,
   type MeshConnection,
+  type NatsConnectOptions,
   natsEventSource,
   natsMesh,
   natsPolicyStore,
@@ -40,6 +41,7 @@ import {
 } from '@meshroute/transport-nats';
 import { type Command, Option } from 'commander';
 import type { CliContext } from '../context.js';
+import { addNatsOptions, type NatsFlags, natsConnectOptions } from '../nats-options.js';
 import { formatPolicyError, readPolicyDir } from './policy.js';
 
 /** Default HTTP ingress port of `meshroute router`. */
@@ -53,6 +55,11 @@ export const DEFAULT_POLICY_RELOAD_DEBOUNCE_MS = 200;
 export interface RouterProcessOptions {
   /** NATS server(s). @default DEFAULT_NATS_URL */
   natsUrl?: string | string[];
+  /**
+   * Connection options (credentials, TLS, inbox prefix; see `natsConnectOptions`). `natsUrl`,
+   * when given, wins over `nats.servers`. @default no credentials
+   */
+  nats?: NatsConnectOptions;
   /** HTTP ingress port (0: a free port). @default 8080 */
   httpPort?: number;
   /** HTTP ingress host. @default '0.0.0.0' */
@@ -179,7 +186,11 @@ export async function startRouterProcess(options: RouterProcessOptions = {}): Pr
     throw new ConfigError('--policies', `the policy bundle in ${policiesDir} does not load:\n${detail}`);
   }
 
-  const conn = await connectMesh({ servers: options.natsUrl ?? DEFAULT_NATS_URL, name: routerId });
+  const conn = await connectMesh({
+    ...options.nats,
+    servers: options.natsUrl ?? options.nats?.servers ?? DEFAULT_NATS_URL,
+    name: routerId,
+  });
   const cleanups: (() => Promise<void> | void)[] = [];
   try {
     if (!options.skipProvision) await provisionMesh(conn);
@@ -293,7 +304,7 @@ function port(flag: string) {
   };
 }
 
-interface RouterFlags {
+interface RouterFlags extends NatsFlags {
   natsUrl: string;
   httpPort: number;
   policies?: string;
@@ -303,14 +314,8 @@ interface RouterFlags {
 
 /** Register `meshroute router`. */
 export function register(program: Command, ctx: CliContext): void {
-  program
-    .command('router')
+  addNatsOptions(program.command('router'))
     .description('run a router: consume ingress, place work by policy over the live agents, serve HTTP ingress')
-    .addOption(
-      new Option('--nats-url <url>', 'NATS server(s), comma-separated')
-        .env('MESHROUTE_NATS_URL')
-        .default(DEFAULT_NATS_URL),
-    )
     .option('--http-port <port>', 'HTTP ingress port', port('--http-port'), DEFAULT_ROUTER_HTTP_PORT)
     .option('--policies <dir>', 'policy bundle directory (hot reloaded)')
     .addOption(new Option('--redis-url <url>', 'shared router state in Redis').env('MESHROUTE_REDIS_URL'))
@@ -318,7 +323,7 @@ export function register(program: Command, ctx: CliContext): void {
     .action(async (flags: RouterFlags) => {
       const log = ctx.logger('router');
       const proc = await startRouterProcess({
-        natsUrl: flags.natsUrl.split(',').map((s) => s.trim()),
+        nats: natsConnectOptions(flags),
         httpPort: flags.httpPort,
         ...(flags.policies ? { policiesDir: flags.policies } : {}),
         ...(flags.redisUrl ? { redisUrl: flags.redisUrl } : {}),

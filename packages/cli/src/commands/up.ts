@@ -8,9 +8,16 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type Backend, ConfigError, type Logger } from '@meshroute/mesh';
-import { connectMesh, type NatsServerProcess, provisionMesh, spawnNatsServer } from '@meshroute/transport-nats';
+import {
+  connectMesh,
+  type NatsConnectOptions,
+  type NatsServerProcess,
+  provisionMesh,
+  spawnNatsServer,
+} from '@meshroute/transport-nats';
 import { type Command, Option } from 'commander';
 import type { CliContext } from '../context.js';
+import { addNatsOptions, type NatsFlags, natsConnectOptions } from '../nats-options.js';
 import { type AgentProcess, startAgentProcess } from './agent.js';
 import { type RouterProcess, startRouterProcess } from './router.js';
 import { registerWorkloadFiles } from './workload.js';
@@ -80,6 +87,12 @@ export const DEMO_AGENTS: readonly DemoAgent[] = [
 export interface UpOptions {
   /** Use this NATS instead of starting one. */
   natsUrl: string | undefined;
+  /**
+   * Credentials, TLS and inbox prefix for an external (secured) NATS, used by every component
+   * `up` starts (provisioning and workload registration need an admin identity).
+   * @default no credentials
+   */
+  nats?: NatsConnectOptions;
   /** Client port for the local nats-server. */
   natsPort: number;
   /** Router HTTP ingress port. */
@@ -163,7 +176,7 @@ export async function startLocalMesh(options: UpOptions, loggerFor: (component: 
       rows.push({ component: 'nats-server (external)', where: natsUrl });
     }
 
-    const conn = await connectMesh({ servers: natsUrl, name: 'meshroute-up' });
+    const conn = await connectMesh({ ...options.nats, servers: natsUrl, name: 'meshroute-up' });
     try {
       await provisionMesh(conn);
     } finally {
@@ -176,7 +189,7 @@ export async function startLocalMesh(options: UpOptions, loggerFor: (component: 
       const files = readdirSync(workloadsDir)
         .filter((f) => f.endsWith('.yaml') || f.endsWith('.yml'))
         .map((f) => join(workloadsDir, f));
-      const specs = await registerWorkloadFiles(natsUrl, files);
+      const specs = await registerWorkloadFiles(natsUrl, files, options.nats ? { nats: options.nats } : {});
       rows.push({
         component: 'workloads',
         where: specs.map((s) => `${s.name}@${s.version}`).join(', ') || '(none)',
@@ -187,6 +200,7 @@ export async function startLocalMesh(options: UpOptions, loggerFor: (component: 
 
     const router: RouterProcess = await startRouterProcess({
       natsUrl,
+      ...(options.nats ? { nats: options.nats } : {}),
       httpPort: options.httpPort,
       policiesDir: resolve(options.policiesDir),
       ...(options.redisUrl ? { redisUrl: options.redisUrl } : {}),
@@ -210,6 +224,7 @@ export async function startLocalMesh(options: UpOptions, loggerFor: (component: 
           cost: a.cost,
           labels: a.labels,
           natsUrl,
+          ...(options.nats ? { nats: options.nats } : {}),
           logger: loggerFor('agent').child({ agentId: a.id }),
         });
         stops.push(() => agent.stop());
@@ -234,12 +249,11 @@ export async function startLocalMesh(options: UpOptions, loggerFor: (component: 
 
 /** Register `meshroute up`. */
 export function register(program: Command, ctx: CliContext): void {
-  program
-    .command('up')
+  addNatsOptions(program.command('up'), {
+    url: 'optional',
+    urlDescription: 'use this NATS instead of starting nats-server (credentials flags apply to it)',
+  })
     .description('start the local mesh: nats-server with JetStream, a router with HTTP ingress, example agents')
-    .addOption(
-      new Option('--nats-url <url>', 'use this NATS instead of starting nats-server').env('MESHROUTE_NATS_URL'),
-    )
     .option(
       '--nats-port <port>',
       'client port of the local nats-server (a free one if taken)',
@@ -253,9 +267,11 @@ export function register(program: Command, ctx: CliContext): void {
     .addOption(new Option('--redis-url <url>', 'shared router state in Redis').env('MESHROUTE_REDIS_URL'))
     .option('--no-agents', 'do not start the example agents')
     .action(async (flags: UpFlags) => {
+      const nats = natsConnectOptions({ ...flags, natsUrl: undefined });
       const mesh = await startLocalMesh(
         {
           natsUrl: flags.natsUrl,
+          nats,
           natsPort: flags.natsPort,
           httpPort: flags.httpPort,
           dataDir: flags.dataDir,
@@ -288,7 +304,7 @@ export function register(program: Command, ctx: CliContext): void {
     });
 }
 
-interface UpFlags {
+interface UpFlags extends NatsFlags {
   natsUrl?: string;
   natsPort: number;
   httpPort: number;

@@ -19,14 +19,15 @@ import {
 } from '@meshroute/mesh';
 import {
   connectMesh,
-  DEFAULT_NATS_URL,
+  type NatsConnectOptions,
   natsArtifactStore,
   natsWorkloadRegistry,
   provisionMesh,
 } from '@meshroute/transport-nats';
-import { type Command, Option } from 'commander';
+import type { Command } from 'commander';
 import { isMap, parseDocument } from 'yaml';
 import type { CliContext } from '../context.js';
+import { addNatsOptions, type NatsFlags, natsConnectOptions } from '../nats-options.js';
 
 /** A workload file read from disk: the spec (digests filled) and the artifact bytes to upload. */
 export interface LoadedWorkload {
@@ -188,15 +189,18 @@ export async function registerWorkload(
 
 /**
  * Register workload files on a mesh (provisions the buckets first, idempotently). For
- * `meshroute up`, which registers `deploy/workloads/*.yaml`.
+ * `meshroute up`, which registers `deploy/workloads/*.yaml`. `options.nats` carries the
+ * credentials, TLS and inbox prefix of the connection (an admin identity on a secured mesh);
+ * `natsUrl` wins over `options.nats.servers`.
  */
 export async function registerWorkloadFiles(
-  natsUrl: string | string[],
+  natsUrl: string | readonly string[],
   files: readonly string[],
+  options: { nats?: NatsConnectOptions } = {},
 ): Promise<WorkloadSpec[]> {
   const loaded = [];
   for (const f of files) loaded.push(await loadWorkloadFile(f));
-  const conn = await connectMesh({ servers: natsUrl, name: 'meshroute-workload' });
+  const conn = await connectMesh({ ...options.nats, servers: natsUrl, name: 'meshroute-workload' });
   try {
     await provisionMesh(conn);
     const stores = { artifacts: natsArtifactStore(conn), registry: natsWorkloadRegistry(conn) };
@@ -208,12 +212,6 @@ export async function registerWorkloadFiles(
   }
 }
 
-function natsOption(): Option {
-  return new Option('--nats-url <url>', 'NATS server(s), comma-separated')
-    .env('MESHROUTE_NATS_URL')
-    .default(DEFAULT_NATS_URL);
-}
-
 function backendsOf(spec: WorkloadSpec): string {
   return BACKENDS.filter((b) => spec.artifacts[b]).join(',');
 }
@@ -223,17 +221,13 @@ export function register(program: Command, ctx: CliContext): void {
   const workload = program
     .command('workload')
     .description('register and list workloads (artifacts by sha256 in the Object Store)');
-  workload
-    .command('register')
+  addNatsOptions(workload.command('register'))
     .description("upload a workload's artifacts and register it")
     .argument('<files...>', 'workload YAML files')
-    .addOption(natsOption())
     .option('--json', 'print the registered specs as JSON lines')
-    .action(async (files: string[], flags: { natsUrl: string; json?: boolean }) => {
-      const specs = await registerWorkloadFiles(
-        flags.natsUrl.split(',').map((s) => s.trim()),
-        files,
-      );
+    .action(async (files: string[], flags: NatsFlags & { natsUrl: string; json?: boolean }) => {
+      const nats = natsConnectOptions(flags);
+      const specs = await registerWorkloadFiles(nats.servers ?? flags.natsUrl, files, { nats });
       for (const s of specs) {
         ctx.stdout.write(
           flags.json
@@ -244,14 +238,12 @@ export function register(program: Command, ctx: CliContext): void {
         );
       }
     });
-  workload
-    .command('list')
+  addNatsOptions(workload.command('list'))
     .description('list registered workloads')
-    .addOption(natsOption())
     .option('--json', 'print JSON')
-    .action(async (flags: { natsUrl: string; json?: boolean }) => {
+    .action(async (flags: NatsFlags & { natsUrl: string; json?: boolean }) => {
       const conn = await connectMesh({
-        servers: flags.natsUrl.split(',').map((s) => s.trim()),
+        ...natsConnectOptions(flags),
         name: 'meshroute-workload',
       });
       try {
