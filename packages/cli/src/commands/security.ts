@@ -415,6 +415,9 @@ export function register(program: Command, ctx: CliContext): void {
         const extra = m.tenants.length > 0 ? ` tenants=${m.tenants.join(',')}` : '';
         ctx.stdout.write(`  ${m.role} ${m.name}: ${m.seedFile} inbox=${m.inboxPrefix}${extra}\n`);
       }
-      ctx.stdout.write('include auth.conf from nats-server.conf; clients connect with their seed and inbox prefix\n');
+      ctx.stdout.write(
+        'include auth.conf from nats-server.conf; each process connects with --nats-nkey <its .nk file> ' +
+          '(keep identities.json beside the seeds: the inbox prefix is read from it)\n',
+      );
     });
 }
