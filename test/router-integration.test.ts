@@ -9,9 +9,24 @@ import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type CapacityReport, type CloudEventJson, meshNames, type StateStore, type WorkResult } from '@meshroute/mesh';
+import {
+  type CapacityReport,
+  type CloudEventJson,
+  type Logger,
+  meshNames,
+  type StateStore,
+  type WorkloadSpec,
+  type WorkResult,
+} from '@meshroute/mesh';
 import { createPolicyHolder } from '@meshroute/policy';
-import { createRouter, memoryStateStore, type Router, type RouterAnswer } from '@meshroute/router';
+import {
+  createRouter,
+  memoryStateStore,
+  type Router,
+  type RouterAnswer,
+  type WorkloadCatalog,
+  watchWorkloadCatalog,
+} from '@meshroute/router';
 import { startNatsServer, type TestNatsServer, waitFor } from '@meshroute/testing';
 import {
   connectMesh,
@@ -19,6 +34,7 @@ import {
   natsAgentMesh,
   natsEventSource,
   natsMesh,
+  natsWorkloadRegistry,
   provisionMesh,
   publishEvent,
 } from '@meshroute/transport-nats';
@@ -52,7 +68,7 @@ interface TestAgent {
 async function startAgent(
   url: string,
   id: string,
-  opts: { jurisdiction: string; slots?: number; workMs?: number; carbon?: number },
+  opts: { jurisdiction: string; slots?: number; workMs?: number; carbon?: number; backends?: string[] },
 ): Promise<TestAgent> {
   const conn = await connectMesh({ servers: url, name: id });
   const mesh = natsAgentMesh(conn);
@@ -91,7 +107,7 @@ async function startAgent(
     sentAtMs: Date.now(),
     heartbeatIntervalMs: 200,
     status,
-    backends: ['wasm'],
+    backends: opts.backends ?? ['wasm'],
     region: `${opts.jurisdiction.toLowerCase()}-1`,
     jurisdiction: opts.jurisdiction,
     carbonIntensity: opts.carbon ?? 200,
@@ -183,6 +199,7 @@ async function startRouter(
   url: string,
   routerId: string,
   shared: StateStore = memoryStateStore(),
+  extra: { workloads?: WorkloadCatalog } = {},
 ): Promise<TestRouter> {
   const view = processView(shared);
   const store = view.store;
@@ -202,6 +219,7 @@ async function startRouter(
     store,
     policies: holder,
     routerId,
+    ...(extra.workloads ? { workloads: extra.workloads } : {}),
     options: {
       dispatchTimeoutMs: 5_000,
       backoffBaseMs: 20,
@@ -329,6 +347,63 @@ describe('router on a real nats-server', () => {
       deadLetterReason: 'NO_ELIGIBLE_AGENT',
     });
     expect(us.served).not.toContain(e.id);
+  });
+
+  it('places a quantum-only workload on the quantum agent only; an unregistered workload is dead-lettered unrun', async () => {
+    const admin = await connectMesh({ servers: nats.url, name: 'registry-admin' });
+    cleanups.push(() => admin.close());
+    const registry = natsWorkloadRegistry(admin);
+    const qasm: WorkloadSpec = {
+      schema: 'meshroute.workload/v1',
+      name: `qasm-bell-${seq}`,
+      version: '1',
+      artifacts: { quantum: { digest: `sha256:${'f'.repeat(64)}`, name: 'bell.qasm', options: {} } },
+      limits: { timeoutMs: 5_000, memoryBytes: 1_048_576, outputBytes: 65_536 },
+      capabilities: [],
+    };
+    await registry.put(qasm);
+    const workloads = await watchWorkloadCatalog(registry);
+    cleanups.push(async () => workloads.close());
+    // The wasm and gpu agents are greener and faster: a workload-blind router would pick them.
+    const wasm = await startAgent(nats.url, `wasm-${seq}`, { jurisdiction: 'DE', carbon: 5, backends: ['wasm'] });
+    const gpu = await startAgent(nats.url, `gpu-${seq}`, { jurisdiction: 'DE', carbon: 10, backends: ['gpu'] });
+    const quantum = await startAgent(nats.url, `qsim-${seq}`, {
+      jurisdiction: 'DE',
+      carbon: 400,
+      slots: 16,
+      backends: ['quantum'],
+    });
+    cleanups.push(wasm.stop, gpu.stop, quantum.stop);
+    const r = await startRouter(nats.url, 'r-workloads', memoryStateStore(), { workloads });
+    cleanups.push(r.stop);
+    const ids = [wasm.id, gpu.id, quantum.id];
+    await waitFor(
+      'router to see the three agents',
+      () => ids.every((id) => r.router.agents().some((a) => a.id === id)),
+      {
+        timeoutMs: 5_000,
+      },
+    );
+    const producer = await startProducer(nats.url);
+    cleanups.push(producer.close);
+    const events = Array.from({ length: 10 }, () => event({ workload: qasm.name }));
+    const unknown = event({ workload: 'not-registered' });
+    await Promise.all([...events, unknown].map((e) => producer.publish(e)));
+    await waitFor('every event answered', () => [...events, unknown].every((e) => producer.answers.has(e.id)), {
+      timeoutMs: 10_000,
+    });
+    for (const e of events) {
+      expect(producer.answers.get(e.id)).toEqual([
+        expect.objectContaining({ outcome: 'succeeded', agent: expect.objectContaining({ id: quantum.id }) }),
+      ]);
+    }
+    expect(producer.answers.get(unknown.id)?.[0]).toMatchObject({
+      outcome: 'dead-lettered',
+      deadLetterReason: 'WORKLOAD_NOT_FOUND',
+      error: { code: 'WORKLOAD_NOT_FOUND' },
+    });
+    expect([...wasm.served, ...gpu.served]).toEqual([]);
+    expect(quantum.served).not.toContain(unknown.id);
   });
 
   it('completes every item on another agent when an agent dies with work in flight; none lost, none answered twice', async () => {

@@ -83,6 +83,11 @@ export interface StoredOutcome {
   error?: ErrorInfo;
   /** Epoch ms the outcome was recorded. */
   recordedAtMs: number;
+  /**
+   * Epoch ms the producer was answered with this outcome; a redelivery of an answered event is
+   * acknowledged without answering again. Absent until the answer went out.
+   */
+  answeredAtMs?: number;
 }
 
 /** Result of a budget or rate-limit check. */

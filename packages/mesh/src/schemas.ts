@@ -185,6 +185,8 @@ export const DEAD_LETTER_REASONS = [
   'POLICY_ERROR',
   'WORKLOAD_FAILED',
   'BUDGET_EXCEEDED',
+  /** The event names a workload that is not registered (checked by the router before any dispatch). */
+  'WORKLOAD_NOT_FOUND',
 ] as const;
 
 /** `meshroute.deadletter/v1`: an event that could not be routed or answered, with the reason. */

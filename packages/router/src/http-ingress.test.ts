@@ -1,16 +1,20 @@
 import { systemClock } from '@meshroute/mesh';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { type HttpIngress, startHttpIngress } from './http-ingress.js';
+import { type HttpIngress, type HttpIngressOptions, startHttpIngress } from './http-ingress.js';
 import { memoryStateStore } from './memory-state-store.js';
 import { createRouter, type Router } from './router.js';
 import { capacity, FakeMesh, okResult, testPolicy } from './test-support/fakes.js';
+import { memoryWorkloadCatalog, type WorkloadCatalog } from './workloads.js';
 
 describe('HTTP ingress', () => {
   let mesh: FakeMesh;
   let router: Router;
   let http: HttpIngress;
 
-  const start = async (options: Parameters<typeof createRouter>[0]['options'] = {}) => {
+  const start = async (
+    options: Parameters<typeof createRouter>[0]['options'] = {},
+    extra: { workloads?: WorkloadCatalog; http?: Partial<HttpIngressOptions> } = {},
+  ) => {
     mesh = new FakeMesh(systemClock);
     mesh.agents.set('de-1', async (w) => okResult(w, { doubled: 42 }));
     router = createRouter({
@@ -18,11 +22,17 @@ describe('HTTP ingress', () => {
       store: memoryStateStore(),
       policies: testPolicy(),
       routerId: 'http-test',
+      ...(extra.workloads ? { workloads: extra.workloads } : {}),
       options: { maxEventBytes: 4096, ...options },
     });
     await router.start();
     mesh.heartbeat(capacity('de-1', { sentAtMs: Date.now(), region: 'eu-central' }));
-    http = await startHttpIngress(router, { port: 0, host: '127.0.0.1' });
+    http = await startHttpIngress(router, { port: 0, host: '127.0.0.1', ...extra.http });
+  };
+  const restart = async (...args: Parameters<typeof start>) => {
+    await http?.close();
+    await router?.stop({ drainTimeoutMs: 0 });
+    await start(...args);
   };
 
   beforeEach(async () => {
@@ -41,6 +51,29 @@ describe('HTTP ingress', () => {
     'ce-type': 'com.example.job',
     'ce-workload': 'echo',
     ...extra,
+  });
+
+  it('refuses an unregistered workload with 422 naming the workload attribute, and runs a registered one', async () => {
+    const echo = {
+      schema: 'meshroute.workload/v1' as const,
+      name: 'echo',
+      version: '1',
+      artifacts: { wasm: { digest: `sha256:${'b'.repeat(64)}`, name: 'echo.wasm', options: {} } },
+      limits: { timeoutMs: 1000, memoryBytes: 1024, outputBytes: 1024 },
+      capabilities: [],
+    };
+    await restart({}, { workloads: memoryWorkloadCatalog([echo]) });
+    const res = await fetch(`${http.url}/events?wait=1`, {
+      method: 'POST',
+      headers: binaryHeaders('w1', { 'ce-workload': 'qasm-bell' }),
+      body: '{}',
+    });
+    expect(res.status).toBe(422);
+    expect(res.headers.get('content-type')).toBe('application/problem+json');
+    expect(await res.json()).toMatchObject({ code: 'WORKLOAD_NOT_FOUND', attribute: 'workload', rule: 'registered' });
+    expect(mesh.dispatched).toHaveLength(0);
+    const ok = await fetch(`${http.url}/events?wait=1`, { method: 'POST', headers: binaryHeaders('w2'), body: '{}' });
+    expect(ok.status).toBe(200);
   });
 
   it('accepts a binary-mode event with 202 and the event id', async () => {

@@ -277,6 +277,25 @@ export async function startHttpIngress(router: Router, options: HttpIngressOptio
       send(res, status, p);
       return;
     }
+    // An unregistered workload is refused at once (the router would dead-letter it unrun).
+    const unknown = decoded.events.findIndex(
+      (ev) => typeof ev.workload === 'string' && !router.knowsWorkload(ev.workload),
+    );
+    if (unknown >= 0) {
+      const ev = decoded.events[unknown] as CloudEventJson;
+      const batch = decoded.events.length > 1 || decoded.mode === 'batch';
+      send(
+        res,
+        422,
+        problem(422, 'WORKLOAD_NOT_FOUND', `workload ${JSON.stringify(ev.workload)} is not registered`, {
+          attribute: 'workload',
+          rule: 'registered',
+          id: ev.id,
+          ...(batch ? { index: unknown } : {}),
+        }),
+      );
+      return;
+    }
     if (!router.ready()) {
       send(res, 503, problem(503, 'SHUTTING_DOWN', 'the router is not ready (starting, stopping or no policy)'), {
         'retry-after': retryAfterS,

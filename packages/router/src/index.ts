@@ -76,3 +76,15 @@ export {
   type WorkItemFinalState,
   workItemMachine,
 } from './work-item-machine.js';
+export {
+  agentCanRun,
+  type MemoryWorkloadCatalog,
+  memoryWorkloadCatalog,
+  type WatchableWorkloadRegistry,
+  type WatchedWorkloadCatalog,
+  type WatchedWorkloadChange,
+  WORKLOAD_BACKEND_RULE,
+  type WorkloadCatalog,
+  watchWorkloadCatalog,
+  workloadBackends,
+} from './workloads.js';

@@ -1,9 +1,10 @@
-import { EU_COUNTRIES, type WorkItem } from '@meshroute/mesh';
+import { deadLetterRecordSchema, EU_COUNTRIES, type WorkItem, type WorkloadSpec } from '@meshroute/mesh';
 import { type SimulatedClock, simulatedClock } from '@meshroute/testing';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { memoryStateStore } from './memory-state-store.js';
 import { createRouter, type Router } from './router.js';
 import { capacity, cloudEvent, delivery, FakeMesh, okResult, testPolicy } from './test-support/fakes.js';
+import { memoryWorkloadCatalog, type WorkloadCatalog } from './workloads.js';
 
 const flush = () => new Promise<void>((r) => setImmediate(r));
 
@@ -95,6 +96,10 @@ describe('router engine', () => {
     expect(mesh.dispatched).toHaveLength(0);
     expect(mesh.deadLetters[0]).toMatchObject({ eventId: 'x', reason: 'NO_ELIGIBLE_AGENT' });
     expect(mesh.replies[0]?.body).toMatchObject({ outcome: 'dead-lettered', deadLetterReason: 'NO_ELIGIBLE_AGENT' });
+    const record = mesh.decisions.find((r) => r.outcome === 'no-eligible-agent');
+    expect(record?.decisionId).toEqual(expect.any(String));
+    expect(mesh.replies[0]?.body).toMatchObject({ decisionId: record?.decisionId });
+    expect(mesh.deadLetters[0]?.decisionIds).toEqual([record?.decisionId]);
     expect(d.acked).toBe(1);
   });
 
@@ -289,6 +294,105 @@ describe('router engine', () => {
     await router.handleDelivery(third);
     expect(third.naks).toHaveLength(1);
     expect(router.overloaded()).toBe(true);
+  });
+
+  describe('workload-aware placement', () => {
+    const digest = `sha256:${'a'.repeat(64)}`;
+    const spec = (name: string, backends: ('wasm' | 'gpu' | 'quantum')[]): WorkloadSpec => ({
+      schema: 'meshroute.workload/v1',
+      name,
+      version: '1',
+      artifacts: Object.fromEntries(backends.map((b) => [b, { digest, name: `${name}.${b}`, options: {} }])),
+      limits: { timeoutMs: 1000, memoryBytes: 1024, outputBytes: 1024 },
+      capabilities: [],
+    });
+    const makeWith = async (workloads: WorkloadCatalog) => {
+      router = createRouter({
+        mesh,
+        store: memoryStateStore({ clock }),
+        policies: testPolicy('carbon'),
+        clock,
+        routerId: 'r1',
+        random: () => 0.5,
+        workloads,
+        options: { backoffBaseMs: 10, backoffMaxMs: 100 },
+      });
+      await router.start();
+    };
+
+    it('dead-letters an unregistered workload WORKLOAD_NOT_FOUND before any dispatch', async () => {
+      mesh.agents.set('a', async (w) => okResult(w));
+      await makeWith(memoryWorkloadCatalog([spec('echo', ['wasm'])]));
+      mesh.heartbeat(capacity('a', { sentAtMs: clock.now() }));
+      const d = delivery(cloudEvent('u1', { workload: 'nope' }), '_INBOX.u');
+      await router.handleDelivery(d);
+      expect(mesh.dispatched).toHaveLength(0);
+      expect(mesh.deadLetters[0]).toMatchObject({
+        eventId: 'u1',
+        reason: 'WORKLOAD_NOT_FOUND',
+        error: { code: 'WORKLOAD_NOT_FOUND', details: { attribute: 'workload', workload: 'nope' } },
+      });
+      expect(deadLetterRecordSchema.safeParse(mesh.deadLetters[0]).success).toBe(true);
+      expect(mesh.replies[0]?.body).toMatchObject({ outcome: 'dead-lettered', deadLetterReason: 'WORKLOAD_NOT_FOUND' });
+      expect(d.acked).toBe(1);
+      expect(router.knowsWorkload('nope')).toBe(false);
+      expect(router.knowsWorkload('echo')).toBe(true);
+    });
+
+    it('never places a quantum-only workload on wasm or gpu agents, and records them as excluded', async () => {
+      for (const id of ['gpu-1', 'wasm-1', 'q-1']) mesh.agents.set(id, async (w) => okResult(w));
+      const catalog = memoryWorkloadCatalog([spec('qasm', ['quantum'])]);
+      await makeWith(catalog);
+      // The gpu and wasm agents are greener: the policy alone would pick them.
+      mesh.heartbeat(capacity('gpu-1', { backends: ['gpu'], carbonIntensity: 10, sentAtMs: clock.now() }));
+      mesh.heartbeat(capacity('wasm-1', { backends: ['wasm'], carbonIntensity: 20, sentAtMs: clock.now() }));
+      mesh.heartbeat(capacity('q-1', { backends: ['quantum'], carbonIntensity: 500, sentAtMs: clock.now() }));
+      for (let i = 0; i < 3; i++) await router.handleDelivery(delivery(cloudEvent(`q${i}`, { workload: 'qasm' })));
+      await flush();
+      expect(mesh.dispatched.map((w) => w.agentId)).toEqual(['q-1', 'q-1', 'q-1']);
+      const routed = mesh.decisions.find((r) => r.outcome === 'routed');
+      expect(routed?.excluded).toEqual(
+        expect.arrayContaining([
+          { agentId: 'gpu-1', rules: ['router/workload-backend'] },
+          { agentId: 'wasm-1', rules: ['router/workload-backend'] },
+        ]),
+      );
+      expect(routed?.candidates).toBe(3);
+    });
+
+    it('excludes agents whose announced workloads list leaves the workload out', async () => {
+      for (const id of ['picky', 'open']) mesh.agents.set(id, async (w) => okResult(w));
+      await makeWith(memoryWorkloadCatalog([spec('echo', ['wasm'])]));
+      mesh.heartbeat(capacity('picky', { workloads: ['other'], carbonIntensity: 10, sentAtMs: clock.now() }));
+      mesh.heartbeat(capacity('open', { workloads: [], carbonIntensity: 400, sentAtMs: clock.now() }));
+      await router.handleDelivery(delivery(cloudEvent('p1')));
+      expect(mesh.dispatched.map((w) => w.agentId)).toEqual(['open']);
+    });
+
+    it('dead-letters NO_ELIGIBLE_AGENT with the decision id when only incapable agents exist', async () => {
+      mesh.agents.set('gpu-1', async (w) => okResult(w));
+      await makeWith(memoryWorkloadCatalog([spec('qasm', ['quantum'])]));
+      mesh.heartbeat(capacity('gpu-1', { backends: ['gpu'], sentAtMs: clock.now() }));
+      const d = delivery(cloudEvent('n1', { workload: 'qasm' }), '_INBOX.n');
+      await router.handleDelivery(d);
+      expect(mesh.dispatched).toHaveLength(0);
+      const record = mesh.decisions.find((r) => r.outcome === 'no-eligible-agent');
+      expect(record?.excluded).toEqual([{ agentId: 'gpu-1', rules: ['router/workload-backend'] }]);
+      expect(mesh.deadLetters[0]).toMatchObject({ reason: 'NO_ELIGIBLE_AGENT', decisionIds: [record?.decisionId] });
+      expect(mesh.replies[0]?.body).toMatchObject({ outcome: 'dead-lettered', decisionId: record?.decisionId });
+    });
+
+    it('picks up workloads registered after the router started', async () => {
+      mesh.agents.set('a', async (w) => okResult(w));
+      const catalog = memoryWorkloadCatalog();
+      await makeWith(catalog);
+      mesh.heartbeat(capacity('a', { sentAtMs: clock.now() }));
+      await router.handleDelivery(delivery(cloudEvent('late-1')));
+      catalog.put(spec('echo', ['wasm']));
+      await router.handleDelivery(delivery(cloudEvent('late-2')));
+      expect(mesh.deadLetters.map((d) => d.eventId)).toEqual(['late-1']);
+      expect(mesh.dispatched.map((w) => w.event.id)).toEqual(['late-2']);
+    });
   });
 
   it('reports health with the policy digest and the store state', async () => {

@@ -26,6 +26,7 @@ import {
   systemClock,
   toMeshError,
   type WorkItem,
+  type WorkloadSpec,
   type WorkResult,
 } from '@meshroute/mesh';
 import { type Span, SpanKind } from '@opentelemetry/api';
@@ -49,6 +50,7 @@ import {
   type WorkItemFinalState,
   workItemMachine,
 } from './work-item-machine.js';
+import { agentCanRun, WORKLOAD_BACKEND_RULE, type WorkloadCatalog, workloadBackends } from './workloads.js';
 import { toXStateClock } from './xstate-clock.js';
 
 /** Engine name and version written into decision records by the router. */
@@ -85,6 +87,15 @@ export interface CreateRouterOptions {
   ingressPublisher?: IngressPublisher;
   /** Uniform random in [0, 1) for backoff jitter. @default Math.random */
   random?: () => number;
+  /**
+   * The registered workloads (in memory, e.g. {@link watchWorkloadCatalog} over the NATS
+   * registry). With it, an event naming an unregistered workload is dead-lettered
+   * `WORKLOAD_NOT_FOUND` before any dispatch, and agents that cannot run the workload (no artifact
+   * for any of their backends, or a `workloads` list without it) are excluded before the policy
+   * decides (rule `router/workload-backend` in the decision record). Without it, every workload is
+   * assumed to exist and to run anywhere.
+   */
+  workloads?: WorkloadCatalog;
 }
 
 /** Health of a router (`GET /healthz`). */
@@ -128,6 +139,11 @@ export interface Router {
   health(): RouterHealth;
   /** Whether the router can take work: started, with a policy bundle. */
   ready(): boolean;
+  /**
+   * Whether `workload` is registered (always `true` when the router was created without a
+   * workload catalog). Edges use it to refuse unknown workloads at once.
+   */
+  knowsWorkload(workload: string): boolean;
   /** Policy views of the live agents. */
   agents(): AgentView[];
   /** The live registry (read-only use). */
@@ -151,11 +167,26 @@ interface ItemState {
   /** The event's span (OpenTelemetry; a no-op span unless an SDK is registered). */
   span: Span;
   receivedMs: number;
+  /** Every decision whose record was published for this item, oldest first. */
+  decisionIds: string[];
 }
+
+/** Dead-letter reasons of the router: the work item's, plus the router's own workload check. */
+type RouterDeadLetterReason = DeadLetterReason | 'WORKLOAD_NOT_FOUND';
+
+/**
+ * `WORKLOAD_NOT_FOUND` as the work item machine's reason type (the machine only stores the reason;
+ * its union in work-item-machine.ts does not list the router's workload check yet).
+ */
+const WORKLOAD_NOT_FOUND_REASON = 'WORKLOAD_NOT_FOUND' as RouterDeadLetterReason as DeadLetterReason;
 
 const textDecoder = new TextDecoder();
 
-const deadLetterError = (reason: DeadLetterReason, message: string, details?: Record<string, unknown>): ErrorInfo => ({
+const deadLetterError = (
+  reason: RouterDeadLetterReason,
+  message: string,
+  details?: Record<string, unknown>,
+): ErrorInfo => ({
   code: reason === 'RETRIES_EXHAUSTED' ? 'RETRIES_EXHAUSTED' : reason,
   message,
   retryable: false,
@@ -364,8 +395,37 @@ export function createRouter(deps: CreateRouterOptions): Router {
       actor.send({ type: 'RELEASE' });
       return;
     }
+    let views = registry.views();
+    // Workload-aware placement: an unregistered workload never reaches an agent, and agents that
+    // cannot run it are excluded before the policy decides (and listed in the record).
+    let workloadExcluded: { agentId: string; rules: string[] }[] = [];
+    let spec: WorkloadSpec | undefined;
+    if (deps.workloads) {
+      const workload = intent.workload as string;
+      spec = deps.workloads.get(workload);
+      if (!spec) {
+        actor.send({
+          type: 'DEAD_LETTER',
+          reason: WORKLOAD_NOT_FOUND_REASON,
+          error: {
+            code: 'WORKLOAD_NOT_FOUND',
+            message: `workload ${JSON.stringify(workload)} is not registered`,
+            retryable: false,
+            details: { attribute: 'workload', rule: 'registered', workload },
+          },
+        });
+        return;
+      }
+      const runnable = spec;
+      const able = views.filter((v) => agentCanRun(runnable, v));
+      if (able.length !== views.length) {
+        workloadExcluded = views
+          .filter((v) => !able.includes(v))
+          .map((v) => ({ agentId: v.id, rules: [WORKLOAD_BACKEND_RULE] }));
+        views = able;
+      }
+    }
     const decisionId = randomUUID();
-    const views = registry.views();
     const decideStarted = clock.monotonicMs();
     let decision: ReturnType<PlacementPolicy['decide']>;
     try {
@@ -394,7 +454,17 @@ export function createRouter(deps: CreateRouterOptions): Router {
       'meshroute.decision.outcome': decision.outcome,
       'meshroute.decision.duration_ms': decisionMs,
     });
-    const baseRecord = (): DecisionRecord => ({ ...decision.record, routerId, attempt });
+    const excluded = workloadExcluded.length > 0 ? [...decision.excluded, ...workloadExcluded] : decision.excluded;
+    // Every decision whose record is published is listed in the item's dead letter (if any).
+    const baseRecord = (): DecisionRecord => {
+      if (!it.decisionIds.includes(decisionId)) it.decisionIds.push(decisionId);
+      const record: DecisionRecord = { ...decision.record, routerId, attempt };
+      if (workloadExcluded.length > 0) {
+        record.excluded = [...decision.record.excluded, ...workloadExcluded];
+        record.candidates = decision.record.candidates + workloadExcluded.length;
+      }
+      return record;
+    };
     if (decision.outcome === 'policy-error') {
       const base = baseRecord();
       publishDecision(base);
@@ -423,7 +493,8 @@ export function createRouter(deps: CreateRouterOptions): Router {
         type: 'DEAD_LETTER',
         reason: 'NO_ELIGIBLE_AGENT',
         error: deadLetterError('NO_ELIGIBLE_AGENT', `no eligible agent for event ${event.id}`, {
-          excluded: decision.excluded,
+          excluded,
+          ...(spec && workloadExcluded.length > 0 ? { workloadBackends: workloadBackends(spec) } : {}),
         }),
       });
       return;
@@ -479,6 +550,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
     });
     telemetry.routed({ 'meshroute.agent.id': pick.agentId });
     registry.reserve(pick.agentId);
+    it.decisionIds.push(decisionId);
     it.agentId = pick.agentId;
     it.agent = { id: pick.agentId, region: pick.report.region, jurisdiction: pick.report.jurisdiction };
     actor.send({ type: 'PLACED', agentId: pick.agentId, decisionId });
@@ -730,7 +802,9 @@ export function createRouter(deps: CreateRouterOptions): Router {
         source,
         outcome: 'dead-lettered',
         agent: null,
-        decisionId: ctx.decisionId ?? ctx.decisionIds[ctx.decisionIds.length - 1] ?? null,
+        // The last decision: the one that found no agent, deferred past the deadline, or routed
+        // the last attempt.
+        decisionId: it.decisionIds[it.decisionIds.length - 1] ?? ctx.decisionId ?? null,
         error,
         deadLetterReason: reason,
       };
@@ -742,7 +816,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
         reason,
         error,
         attempts: ctx.decisionIds.length > 0 ? ctx.attempt : 0,
-        decisionIds: ctx.decisionIds,
+        decisionIds: [...it.decisionIds],
         timeMs: clock.now(),
         ...(event ? { event } : it.raw !== undefined ? { event: it.raw } : {}),
       };
@@ -860,6 +934,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
     it.deferred = undefined;
     it.done = done;
     it.receivedMs = clock.now();
+    it.decisionIds = [];
     it.span = telemetry.startEvent(event, {
       'cloudevents.event_id': event?.id ?? '',
       'meshroute.work.id': it.workId,
@@ -1038,6 +1113,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
       };
     },
     ready: () => lifecycle === 'started' && policies.current() !== undefined,
+    knowsWorkload: (workload) => deps.workloads === undefined || deps.workloads.get(workload) !== undefined,
     agents: () => [...registry.entries()].map((e) => registry.view(e)),
   };
   return router;

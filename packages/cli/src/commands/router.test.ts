@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { CapacityReport, WorkResult } from '@meshroute/mesh';
 import { startNatsServer, type TestNatsServer, waitFor } from '@meshroute/testing';
-import { connectMesh, type MeshConnection, natsAgentMesh } from '@meshroute/transport-nats';
+import { connectMesh, type MeshConnection, natsAgentMesh, natsWorkloadRegistry } from '@meshroute/transport-nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatAgentsTable, latestReports } from './agents.js';
 import { formatDecisions, readDecisions } from './decisions.js';
@@ -49,6 +49,16 @@ describe('meshroute router process (startRouterProcess)', () => {
     nats = await startNatsServer();
     proc = await startRouterProcess({ natsUrl: nats.url, httpPort: 0, httpHost: '127.0.0.1', policiesDir });
     agentConn = await connectMesh({ servers: nats.url, name: 'agent-de' });
+    // The router refuses unregistered workloads: register the one the tests send.
+    await natsWorkloadRegistry(agentConn).put({
+      schema: 'meshroute.workload/v1',
+      name: 'echo',
+      version: '1',
+      artifacts: { wasm: { digest: `sha256:${'e'.repeat(64)}`, name: 'echo.wasm', options: {} } },
+      limits: { timeoutMs: 1000, memoryBytes: 65_536, outputBytes: 65_536 },
+      capabilities: [],
+    });
+    await waitFor('echo registered at the router', () => proc.router.knowsWorkload('echo'), { timeoutMs: 5_000 });
     const mesh = natsAgentMesh(agentConn);
     mesh.serveWork(
       'de-1',

@@ -26,6 +26,7 @@ import {
   type RouterEvent,
   type RouterOptions,
   startHttpIngress,
+  watchWorkloadCatalog,
 } from '@meshroute/router';
 import { redisStateStore } from '@meshroute/store-redis';
 import {
@@ -36,6 +37,7 @@ import {
   natsEventSource,
   natsMesh,
   natsPolicyStore,
+  natsWorkloadRegistry,
   provisionMesh,
   publishEvent,
 } from '@meshroute/transport-nats';
@@ -78,6 +80,12 @@ export interface RouterProcessOptions {
   routerOptions?: RouterOptions;
   /** Skip stream/bucket provisioning (already done). @default false */
   skipProvision?: boolean;
+  /**
+   * Check events against the workload registry (NATS KV): unregistered workloads are refused
+   * (HTTP 422, dead letter `WORKLOAD_NOT_FOUND`) and agents that cannot run a workload are never
+   * chosen for it. @default true
+   */
+  checkWorkloads?: boolean;
   logger?: Logger;
 }
 
@@ -210,6 +218,11 @@ export async function startRouterProcess(options: RouterProcessOptions = {}): Pr
     });
     const publisher = natsIngressPublisher(conn, routerId, logger);
     cleanups.push(() => publisher.close());
+    const workloads =
+      options.checkWorkloads === false
+        ? undefined
+        : await watchWorkloadCatalog(natsWorkloadRegistry(conn, { logger }), { logger });
+    if (workloads) cleanups.push(() => workloads.close());
     const router = createRouter({
       mesh,
       source,
@@ -218,6 +231,7 @@ export async function startRouterProcess(options: RouterProcessOptions = {}): Pr
       logger,
       routerId,
       ingressPublisher: publisher,
+      ...(workloads ? { workloads } : {}),
       options: {
         ...options.routerOptions,
         ...(options.httpPort !== undefined ? { httpPort: options.httpPort } : {}),
