@@ -149,6 +149,30 @@ describe('dynamic batching', () => {
     expect(stats.sessionRuns).toBeLessThan(6);
   });
 
+  it('an invalid input among concurrent requests fails alone; the others run batched', async () => {
+    const gpu = backend({ maxBatchSize: 64, maxBatchDelayMs: 5 });
+    await gpu.ready();
+    const rows = randomRows(8, 64, 31);
+    const jobs = rows.map((r, i) =>
+      gpu
+        .run(gpuJob(classify.bytes, i === 3 ? { x: [[...r.slice(0, 63), 'bad']] } : { x: [r] }))
+        .catch((e: unknown) => e),
+    );
+    const outs = await Promise.all(jobs);
+    const want = classifyReference(classify, rows);
+    outs.forEach((out, i) => {
+      if (i === 3) {
+        expect(out).toMatchObject({
+          code: ErrorCode.WORKLOAD_FAILED,
+          details: { reason: 'invalid-input', rule: 'value', input: 'x', index: 63 },
+        });
+      } else {
+        expectClose(probsOf(out as { json?: unknown }).data, want[i] as number[]);
+      }
+    });
+    expect(gpuBackendInternals(gpu).stats()).toMatchObject({ sessionRuns: 1, maxBatchRequests: 7 });
+  });
+
   it('maxBatchSize 1 turns batching off', async () => {
     const gpu = backend({ maxBatchSize: 1 });
     await Promise.all(randomRows(10, 64, 3).map((r) => gpu.run(gpuJob(classify.bytes, { x: [r] }))));

@@ -1,10 +1,12 @@
 /**
  * The GPU backend: ONNX models on onnxruntime-node in worker threads, with dynamic batching.
  *
- * The main thread parses and checks inputs, batches concurrent requests for the same model and
- * compatible shapes (concatenated along the batch dimension up to `maxBatchSize` rows, or until
- * `maxBatchDelayMs` after the batch's first request), sends each batch to an idle worker, and
- * splits the outputs back. Workers own the ONNX Runtime sessions, cached per model digest.
+ * The main thread groups concurrent requests for the same model (up to `maxBatchSize` requests, or
+ * until `maxBatchDelayMs` after the group's first request) and sends the group's raw JSON inputs, as
+ * one transferred buffer, to an idle worker. The worker parses and checks each input, concatenates
+ * those with the same dims after the first along the batch dimension into session runs of at most
+ * `maxBatchSize` rows, runs them, and transfers the outputs back; the main thread hands each request
+ * a view of its rows. Workers own the ONNX Runtime sessions, cached per model digest.
  */
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -27,14 +29,11 @@ import { type ExecutionProviderChoice, type GpuBackendOptions, resolveGpuBackend
 import { probeModelBytes } from './probe-model.js';
 import type { FromWorker, ToWorker, WorkerInit } from './protocol.js';
 import {
-  concatFeeds,
-  type Feed,
   type Fetch,
   type ModelInfo,
   modelInfo,
   type OutputTensorJson,
   outputJsonUpperBound,
-  parseJobInput,
   sliceRows,
   tensorToJson,
 } from './tensor-io.js';
@@ -134,8 +133,8 @@ interface ModelEntry {
 interface Req {
   workload: string;
   outputBytes: number;
-  feeds: Feed[];
-  rows: number;
+  /** The raw JSON input (parsed in the worker). */
+  input: Uint8Array;
   done: boolean;
   batch: Batch | undefined;
   resolve(out: BackendOutput): void;
@@ -147,7 +146,6 @@ interface Batch {
   key: string;
   entry: ModelEntry;
   requests: Req[];
-  rows: number;
   state: 'open' | 'queued' | 'running';
   cancelTimer: CancelTimer | undefined;
   slot: Slot | undefined;
@@ -245,6 +243,7 @@ export function createGpuBackend(options: GpuBackendOptions = {}): GpuBackend {
     fallbackToCpu,
     cudaDeviceId: opts.cudaDeviceId,
     intraOpNumThreads: opts.intraOpNumThreads,
+    maxBatchSize: opts.maxBatchSize,
     probeModel: probeModelBytes(),
   };
 
@@ -365,7 +364,6 @@ export function createGpuBackend(options: GpuBackendOptions = {}): GpuBackend {
         );
       }
     } else if (task.kind === 'batch' && msg.type === 'result') {
-      stats.sessionRuns++;
       if (!msg.loaded) forget(slot, task.batch.entry.digest);
       onBatchDone(task, msg);
     }
@@ -374,38 +372,39 @@ export function createGpuBackend(options: GpuBackendOptions = {}): GpuBackend {
 
   function onBatchDone(task: Extract<Task, { kind: 'batch' }>, msg: Extract<FromWorker, { type: 'result' }>): void {
     const { batch, sent } = task;
-    const rows = sent.reduce((n, r) => n + r.rows, 0);
     if (!msg.ok) {
-      if (sent.length > 1 && !msg.unsupported) {
-        // One request may have poisoned the batch: run each alone, so only the culprit fails.
-        requeueSingly(batch, sent);
-        return;
-      }
-      const reason = msg.unsupported ? 'unsupported-model' : 'inference-failed';
+      stats.sessionRuns++;
       for (const r of sent) {
         finish(
           r,
-          new GpuError(reason, `${r.workload}: inference failed: ${msg.message}`, {
+          new GpuError('inference-failed', `${r.workload}: inference failed: ${msg.message}`, {
             details: { workload: r.workload, error: msg.message },
           }),
         );
       }
       return;
     }
-    if (sent.length > 1 && msg.fetches.some((f) => f.dims[0] !== rows)) {
-      // An output without the batch dimension: this model cannot be batched after all.
+    stats.sessionRuns += msg.sessionRuns;
+    stats.maxBatchRows = Math.max(stats.maxBatchRows, msg.maxRows);
+    stats.maxBatchRequests = Math.max(stats.maxBatchRequests, msg.maxRequests);
+    if (msg.unbatchable && batch.entry.info?.batchable === true) {
       log.warn('gpu model outputs do not follow the batch dimension; batching off for it', {
         digest: batch.entry.digest,
       });
-      if (batch.entry.info !== undefined) batch.entry.info = { ...batch.entry.info, batchable: false };
-      requeueSingly(batch, sent);
-      return;
+      batch.entry.info = { ...batch.entry.info, batchable: false };
     }
-    let offset = 0;
-    for (const r of sent) {
-      const fetches: Fetch[] = sent.length === 1 ? msg.fetches : msg.fetches.map((f) => sliceRows(f, offset, r.rows));
-      offset += r.rows;
-      if (r.done) continue;
+    for (const { index, failure } of msg.failures) {
+      const r = sent[index];
+      if (r !== undefined) finish(r, new GpuError(failure.reason, failure.message, { details: failure.details }));
+    }
+    const at = msg.placements;
+    for (let i = 0; i < sent.length; i++) {
+      const r = sent[i] as Req;
+      const run = msg.runs[at[3 * i] as number];
+      if (r.done || run === undefined) continue;
+      const fetches: Fetch[] = run.solo
+        ? run.fetches
+        : run.fetches.map((f) => sliceRows(f, at[3 * i + 1] as number, at[3 * i + 2] as number));
       const outputs: Record<string, OutputTensorJson> = {};
       for (const f of fetches) outputs[f.name] = tensorToJson(f);
       const json: GpuJobOutput = { outputs };
@@ -423,20 +422,19 @@ export function createGpuBackend(options: GpuBackendOptions = {}): GpuBackend {
         );
         continue;
       }
-      finish(r, { json, contentType: 'application/json', executionMs: msg.runMs });
+      finish(r, { json, contentType: 'application/json', executionMs: run.runMs });
     }
-  }
-
-  function requeueSingly(batch: Batch, sent: Req[]): void {
+    // Requests the worker had no word on (none expected) must not hang.
     for (const r of sent) {
-      if (r.done) continue;
-      const single = newBatch(batch.key, batch.entry);
-      single.requests.push(r);
-      single.rows = r.rows;
-      r.batch = single;
-      enqueue(single);
+      if (!r.done) {
+        finish(
+          r,
+          new GpuError('inference-failed', `${r.workload}: the worker returned no result for this job`, {
+            details: { workload: r.workload },
+          }),
+        );
+      }
     }
-    pump();
   }
 
   function forget(slot: Slot, digest: string): void {
@@ -472,7 +470,7 @@ export function createGpuBackend(options: GpuBackendOptions = {}): GpuBackend {
 
   // --- batching -----------------------------------------------------------------------------
   function newBatch(key: string, entry: ModelEntry): Batch {
-    return { key, entry, requests: [], rows: 0, state: 'open', cancelTimer: undefined, slot: undefined };
+    return { key, entry, requests: [], state: 'open', cancelTimer: undefined, slot: undefined };
   }
 
   function enqueue(batch: Batch): void {
@@ -483,23 +481,22 @@ export function createGpuBackend(options: GpuBackendOptions = {}): GpuBackend {
     tasks.push({ kind: 'batch', id: nextTaskId++, batch, sent: [] });
   }
 
+  /**
+   * Add a request to its model's open batch. Inputs are parsed in the worker, so rows are not known
+   * here: a batch holds up to `maxBatchSize` requests, and the worker packs them into session runs
+   * of at most `maxBatchSize` rows.
+   */
   function add(req: Req, entry: ModelEntry, info: ModelInfo): void {
-    const solo = !info.batchable || opts.maxBatchSize === 1 || req.rows === 0 || req.rows >= opts.maxBatchSize;
-    const key = `${entry.digest}|${req.feeds.map((f) => `${f.type}:${f.dims.slice(1).join('x')}`).join(',')}`;
-    if (solo) {
+    const key = entry.digest;
+    if (!info.batchable || opts.maxBatchSize === 1) {
       const batch = newBatch(key, entry);
       batch.requests.push(req);
-      batch.rows = req.rows;
       req.batch = batch;
       enqueue(batch);
       pump();
       return;
     }
     let batch = open.get(key);
-    if (batch !== undefined && batch.rows + req.rows > opts.maxBatchSize) {
-      enqueue(batch);
-      batch = undefined;
-    }
     if (batch === undefined) {
       const b = newBatch(key, entry);
       open.set(key, b);
@@ -513,9 +510,8 @@ export function createGpuBackend(options: GpuBackendOptions = {}): GpuBackend {
       batch = b;
     }
     batch.requests.push(req);
-    batch.rows += req.rows;
     req.batch = batch;
-    if (batch.rows >= opts.maxBatchSize) enqueue(batch);
+    if (batch.requests.length >= opts.maxBatchSize) enqueue(batch);
     pump();
   }
 
@@ -546,21 +542,33 @@ export function createGpuBackend(options: GpuBackendOptions = {}): GpuBackend {
       const batch = task.batch;
       batch.state = 'running';
       batch.slot = slot;
-      const feeds = concatFeeds(task.sent.map((r) => r.feeds));
-      const rows = task.sent.reduce((n, r) => n + r.rows, 0);
-      stats.maxBatchRows = Math.max(stats.maxBatchRows, rows);
-      stats.maxBatchRequests = Math.max(stats.maxBatchRequests, task.sent.length);
+      // The raw inputs, copied into one buffer (the callers keep theirs) that is transferred.
+      const sent = task.sent;
+      let total = 0;
+      for (const r of sent) total += r.input.byteLength;
+      const input = new Uint8Array(total);
+      const ends = new Uint32Array(sent.length);
+      const workloads: string[] = new Array(sent.length);
+      let end = 0;
+      for (let i = 0; i < sent.length; i++) {
+        const r = sent[i] as Req;
+        input.set(r.input, end);
+        end += r.input.byteLength;
+        ends[i] = end;
+        workloads[i] = r.workload;
+      }
       const msg: ToWorker = {
         type: 'run',
         taskId: task.id,
         digest,
         model: has ? undefined : batch.entry.bytes,
         evict,
-        feeds,
+        batchable: batch.entry.info?.batchable ?? false,
+        input,
+        ends,
+        workloads,
       };
-      // A batch of several owns its concatenated buffers: transfer them. A single request's buffers are kept.
-      const transfer = task.sent.length > 1 ? feeds.map((f) => f.data.buffer as ArrayBuffer) : [];
-      slot.worker.postMessage(msg, transfer);
+      slot.worker.postMessage(msg, [input.buffer, ends.buffer]);
       dispatchHook?.({ kind: 'batch', requests: task.sent.length, worker: slots.indexOf(slot) });
     }
   }
@@ -573,10 +581,7 @@ export function createGpuBackend(options: GpuBackendOptions = {}): GpuBackend {
     const batch = req.batch;
     if (batch !== undefined && batch.state !== 'running') {
       const i = batch.requests.indexOf(req);
-      if (i >= 0) {
-        batch.requests.splice(i, 1);
-        batch.rows -= req.rows;
-      }
+      if (i >= 0) batch.requests.splice(i, 1);
       if (batch.requests.length === 0 && batch.state === 'open') {
         batch.cancelTimer?.();
         if (open.get(batch.key) === batch) open.delete(batch.key);
@@ -666,8 +671,7 @@ export function createGpuBackend(options: GpuBackendOptions = {}): GpuBackend {
       const req: Req = {
         workload,
         outputBytes: limits.outputBytes,
-        feeds: [],
-        rows: 0,
+        input: job.input,
         done: false,
         batch: undefined,
         resolve,
@@ -681,16 +685,7 @@ export function createGpuBackend(options: GpuBackendOptions = {}): GpuBackend {
       const entry = modelEntry(artifact.digest, job.artifact);
       infoOf(entry).then(
         (info) => {
-          if (req.done) return;
-          try {
-            const parsed = parseJobInput(job.input, info, workload);
-            req.feeds = parsed.feeds;
-            req.rows = parsed.rows;
-          } catch (err) {
-            finish(req, err as Error);
-            return;
-          }
-          add(req, entry, info);
+          if (!req.done) add(req, entry, info);
         },
         (err: Error) => finish(req, err),
       );

@@ -133,12 +133,19 @@ function invalid(workload: string, message: string, details: Record<string, unkn
 
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
+/** A parsed job input: the feeds in the model's input order, and the rows along the batch dimension. */
+export interface ParsedInput {
+  feeds: Feed[];
+  /** Rows along the batch dimension (1 when the model is not batchable). */
+  rows: number;
+}
+
 /**
  * Parse a job input against a model's inputs.
  * @returns the feeds in the model's input order, and the rows along the batch dimension (1 when not batchable)
  * @throws GpuError `invalid-input` naming the input and the rule
  */
-export function parseJobInput(bytes: Uint8Array, model: ModelInfo, workload: string): { feeds: Feed[]; rows: number } {
+export function parseJobInput(bytes: Uint8Array, model: ModelInfo, workload: string): ParsedInput {
   let value: unknown;
   try {
     value = JSON.parse(decoder.decode(bytes));
@@ -264,18 +271,39 @@ function parseNested(raw: unknown, info: TensorInfo, type: TensorType, workload:
     probe = probe[0];
   }
   checkDims(dims, info, workload);
-  const count = dims.reduce((a, b) => a * b, 1);
-  const flat: unknown[] = new Array(count);
+  let count = 1;
+  for (const d of dims) count *= d;
+  const data = allocate(type, count);
+  const rank = dims.length;
+  if (rank === 0) {
+    writeValues(data, type, [raw], 0, info.name, workload);
+    return { name: info.name, type, dims, data };
+  }
+  // Write each innermost array straight into the typed array; no flat copy of the values. A bad value
+  // is reported only once the whole array is known to be rectangular (a shape error comes first).
   let n = 0;
   let rectangular = true;
+  let badValue: unknown;
   const walk = (v: unknown, depth: number): void => {
-    if (depth === dims.length) {
-      if (Array.isArray(v)) rectangular = false;
-      else flat[n++] = v;
-      return;
-    }
     if (!Array.isArray(v) || v.length !== dims[depth]) {
       rectangular = false;
+      return;
+    }
+    if (depth === rank - 1) {
+      for (let i = 0; i < v.length; i++) {
+        if (Array.isArray(v[i])) {
+          rectangular = false;
+          return;
+        }
+      }
+      if (badValue === undefined) {
+        try {
+          writeValues(data, type, v, n, info.name, workload);
+        } catch (err) {
+          badValue = err;
+        }
+      }
+      n += v.length;
       return;
     }
     for (let i = 0; i < v.length && rectangular; i++) walk(v[i], depth + 1);
@@ -288,50 +316,77 @@ function parseNested(raw: unknown, info: TensorInfo, type: TensorType, workload:
       { input: info.name, rule: 'rectangular' },
     );
   }
-  return { name: info.name, type, dims, data: fill(type, flat, info.name, workload) };
+  if (badValue !== undefined) throw badValue;
+  return { name: info.name, type, dims, data };
 }
 
 function fill(type: TensorType, values: unknown[], input: string, workload: string): TensorData {
   const out = allocate(type, values.length);
+  writeValues(out, type, values, 0, input, workload);
+  return out;
+}
+
+/** Check `values` and write them into `out` from `offset` (value indices in errors count from the start of the tensor). */
+function writeValues(
+  out: TensorData,
+  type: TensorType,
+  values: readonly unknown[],
+  offset: number,
+  input: string,
+  workload: string,
+): void {
   const bad = (i: number, want: string) =>
-    invalid(workload, `input ${JSON.stringify(input)} value ${i} is ${JSON.stringify(values[i])}, expected ${want}`, {
-      input,
-      rule: 'value',
-      index: i,
-    });
+    invalid(
+      workload,
+      `input ${JSON.stringify(input)} value ${offset + i} is ${JSON.stringify(values[i])}, expected ${want}`,
+      {
+        input,
+        rule: 'value',
+        index: offset + i,
+      },
+    );
+  const length = values.length;
+  if (type === 'float32' || type === 'float64') {
+    const arr = out as Float32Array;
+    for (let i = 0; i < length; i++) {
+      const v = values[i];
+      if (typeof v !== 'number') throw bad(i, `a ${type} number`);
+      arr[offset + i] = v;
+    }
+    return;
+  }
   if (type === 'int64') {
     const arr = out as BigInt64Array;
-    for (let i = 0; i < values.length; i++) {
+    for (let i = 0; i < length; i++) {
       const v = values[i];
       let b: bigint;
       if (typeof v === 'number' && Number.isSafeInteger(v)) b = BigInt(v);
       else if (typeof v === 'string' && /^-?\d{1,20}$/.test(v)) b = BigInt(v);
       else throw bad(i, 'an int64 (a safe integer or a decimal string)');
       if (b < INT64_MIN || b > INT64_MAX) throw bad(i, 'an int64 in range');
-      arr[i] = b;
+      arr[offset + i] = b;
     }
-    return out;
+    return;
   }
   const arr = out as Exclude<TensorData, BigInt64Array>;
   if (type === 'bool') {
-    for (let i = 0; i < values.length; i++) {
+    for (let i = 0; i < length; i++) {
       const v = values[i];
-      if (v === true || v === 1) arr[i] = 1;
-      else if (v === false || v === 0) arr[i] = 0;
+      if (v === true || v === 1) arr[offset + i] = 1;
+      else if (v === false || v === 0) arr[offset + i] = 0;
       else throw bad(i, 'a boolean');
     }
-    return out;
+    return;
   }
-  const range = INT_RANGES[type];
-  for (let i = 0; i < values.length; i++) {
+  const range = INT_RANGES[type] as [number, number];
+  for (let i = 0; i < length; i++) {
     const v = values[i];
     if (typeof v !== 'number') throw bad(i, `a ${type} number`);
-    if (range !== undefined && (!Number.isInteger(v) || v < range[0] || v > range[1])) {
+    if (!Number.isInteger(v) || v < range[0] || v > range[1]) {
       throw bad(i, `an integer in [${range[0]}, ${range[1]}]`);
     }
-    arr[i] = v;
+    arr[offset + i] = v;
   }
-  return out;
 }
 
 /** Concatenate feeds of several requests along the batch dimension. */
