@@ -683,6 +683,11 @@ export function createGpuBackend(options: GpuBackendOptions = {}): GpuBackend {
       };
       job.signal.addEventListener('abort', onAbort, { once: true });
       const entry = modelEntry(artifact.digest, job.artifact);
+      if (entry.info !== undefined) {
+        // The model is known: join a batch now (no microtask, no promise per request).
+        add(req, entry, entry.info);
+        return;
+      }
       infoOf(entry).then(
         (info) => {
           if (!req.done) add(req, entry, info);
