@@ -88,6 +88,8 @@ export interface StoredOutcome {
    * acknowledged without answering again. Absent until the answer went out.
    */
   answeredAtMs?: number;
+  /** The reply subject that answer went to (a redelivery to another inbox is a new request: answered). */
+  answeredReplyTo?: string;
 }
 
 /** Result of a budget or rate-limit check. */

@@ -180,6 +180,60 @@ describe('router engine', () => {
     });
   });
 
+  it('acks a redelivery of an answered event without answering again (same reply inbox)', async () => {
+    mesh.agents.set('a', async (w) => okResult(w, 'once'));
+    const store = memoryStateStore({ clock });
+    router = createRouter({ mesh, store, policies: testPolicy(), clock, routerId: 'r1' });
+    await router.start();
+    mesh.heartbeat(capacity('a', { sentAtMs: clock.now() }));
+    await router.handleDelivery(delivery(cloudEvent('lost-ack'), '_INBOX.p.1'));
+    expect(await store.outcome('/test#lost-ack')).toMatchObject({
+      outcome: 'succeeded',
+      answeredAtMs: clock.now(),
+      answeredReplyTo: '_INBOX.p.1',
+    });
+    const redelivered = Object.assign(delivery(cloudEvent('lost-ack'), '_INBOX.p.1'), { redeliveryCount: 1 });
+    await router.handleDelivery(redelivered);
+    expect(redelivered.acked).toBe(1);
+    expect(mesh.dispatched).toHaveLength(1);
+    expect(mesh.replies.map((r) => r.replyTo)).toEqual(['_INBOX.p.1']);
+    // The result is published again with the same work id and attempt (the stream de-duplicates).
+    expect(new Set(mesh.results.map((r) => `${r.workId}/${r.attempt}`)).size).toBe(1);
+  });
+
+  it('answers once a redelivery whose outcome was recorded but whose answer never went out', async () => {
+    const store = memoryStateStore({ clock });
+    await store.claim('/test#crashed', 'r-dead', 60_000);
+    const result = okResult(
+      {
+        schema: 'meshroute.work/v1',
+        workId: 'w-1',
+        attempt: 1,
+        decisionId: 'd-1',
+        routerId: 'r-dead',
+        agentId: 'a',
+        workload: 'echo',
+        event: cloudEvent('crashed'),
+        dispatchedAtMs: clock.now(),
+        timeoutMs: 1000,
+      },
+      'recorded',
+    );
+    await store.complete('/test#crashed', { outcome: 'succeeded', result, recordedAtMs: clock.now() }, 60_000);
+    mesh.agents.set('a', async (w) => okResult(w, 'second-run'));
+    router = createRouter({ mesh, store, policies: testPolicy(), clock, routerId: 'r1' });
+    await router.start();
+    mesh.heartbeat(capacity('a', { sentAtMs: clock.now() }));
+    const first = Object.assign(delivery(cloudEvent('crashed'), '_INBOX.c'), { redeliveryCount: 1 });
+    await router.handleDelivery(first);
+    const second = Object.assign(delivery(cloudEvent('crashed'), '_INBOX.c'), { redeliveryCount: 2 });
+    await router.handleDelivery(second);
+    expect(mesh.dispatched).toHaveLength(0);
+    expect(mesh.replies).toHaveLength(1);
+    expect(mesh.replies[0]?.body).toMatchObject({ replayed: true, result: { output: 'recorded' } });
+    expect(first.acked + second.acked).toBe(2);
+  });
+
   it('answers a redelivery that arrives while the first delivery is still running, without running it again', async () => {
     const pending: (() => void)[] = [];
     mesh.agents.set('a', (w) => new Promise((resolve) => pending.push(() => resolve(okResult(w)))));

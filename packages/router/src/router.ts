@@ -705,15 +705,41 @@ export function createRouter(deps: CreateRouterOptions): Router {
     telemetry.end(it.span, ok ? undefined : (ctx.error ?? { code: state, message: state }));
   };
 
-  const answerProducer = async (it: ItemState, answer: RouterAnswer): Promise<void> => {
+  /**
+   * Answer the waiters in this router and, when the delivery has a reply inbox and `reply` is not
+   * false, the producer. Resolves with whether a reply went out.
+   */
+  const answerProducer = async (it: ItemState, answer: RouterAnswer, reply = true): Promise<boolean> => {
     notifyWaiters(it.key, answer);
     const replyTo = it.delivery.replyTo;
-    if (!replyTo) return;
+    if (!replyTo || !reply) return false;
     const headers: Record<string, string> = { [ANSWER_HEADERS.outcome]: answer.outcome };
     if (answer.error) headers[ANSWER_HEADERS.errorCode] = answer.error.code;
-    await mesh
-      .reply(replyTo, encodeAnswer(answer), headers)
-      .catch((err: unknown) => logger.warn('reply failed', { replyTo, error: toMeshError(err).message }));
+    return mesh.reply(replyTo, encodeAnswer(answer), headers).then(
+      () => true,
+      (err: unknown) => {
+        logger.warn('reply failed', { replyTo, error: toMeshError(err).message });
+        return false;
+      },
+    );
+  };
+
+  /**
+   * Record that the producer was answered with `stored`, so that a redelivery (a lost ack, a
+   * stream leader change) is acknowledged without answering again.
+   */
+  const markAnswered = async (it: ItemState, stored: StoredOutcome): Promise<void> => {
+    await store
+      .complete(
+        it.key,
+        {
+          ...stored,
+          answeredAtMs: clock.now(),
+          ...(it.delivery.replyTo !== undefined ? { answeredReplyTo: it.delivery.replyTo } : {}),
+        },
+        options.idempotencyTtlMs,
+      )
+      .then(storeOk, storeFailed);
   };
 
   const finish = async (it: ItemState, state: WorkItemFinalState, ctx: WorkItemContext): Promise<void> => {
@@ -735,9 +761,17 @@ export function createRouter(deps: CreateRouterOptions): Router {
     const id = event?.id ?? '';
     const source = event?.source ?? '';
     let ackable = true;
-    let early: Promise<void> | undefined;
+    let early: Promise<unknown> | undefined;
+    // The recorded outcome this answer comes from (marked answered once the reply is out), and
+    // whether the producer was already answered with it (a redelivery after a lost ack).
+    let recorded: StoredOutcome | undefined;
+    let alreadyAnswered = false;
     if (state === 'duplicate') {
       const stored = ctx.stored as StoredOutcome;
+      recorded = stored;
+      alreadyAnswered =
+        stored.answeredAtMs !== undefined &&
+        (stored.answeredReplyTo === undefined || stored.answeredReplyTo === it.delivery.replyTo);
       const agentId = stored.result?.agentId;
       const entry = agentId ? registry.get(agentId) : undefined;
       answer = {
@@ -782,8 +816,22 @@ export function createRouter(deps: CreateRouterOptions): Router {
       };
       // Record first (a redelivery is then answered from the store, never run twice), then answer
       // the producer while the result goes to the results stream.
-      if (it.claimed) await store.complete(it.key, stored, options.idempotencyTtlMs).then(storeOk, storeFailed);
-      early = answerProducer(it, answer);
+      let completed = false;
+      if (it.claimed) {
+        completed = await store.complete(it.key, stored, options.idempotencyTtlMs).then(
+          () => {
+            storeOk();
+            return true;
+          },
+          (err: unknown) => {
+            storeFailed(err);
+            return false;
+          },
+        );
+      }
+      early = answerProducer(it, answer).then((replied) =>
+        replied && completed ? markAnswered(it, stored) : undefined,
+      );
       try {
         await mesh.publishResult(result, tenant);
       } catch (err) {
@@ -825,7 +873,10 @@ export function createRouter(deps: CreateRouterOptions): Router {
       // is delivered again and decided afresh.
       try {
         await mesh.publishDeadLetter(record);
-        if (it.claimed) await store.complete(it.key, stored, options.idempotencyTtlMs).then(storeOk, storeFailed);
+        if (it.claimed) {
+          await store.complete(it.key, stored, options.idempotencyTtlMs).then(storeOk, storeFailed);
+          recorded = stored;
+        }
       } catch (err) {
         logger.warn('publishing the dead letter failed; the event will be redelivered', {
           eventId: id,
@@ -841,7 +892,11 @@ export function createRouter(deps: CreateRouterOptions): Router {
       it.done();
       return;
     }
-    await (early ?? answerProducer(it, answer));
+    if (early) await early;
+    else {
+      const replied = await answerProducer(it, answer, !alreadyAnswered);
+      if (replied && recorded && storeState === 'ok') await markAnswered(it, recorded);
+    }
     await it.delivery.ack().catch((err: unknown) => {
       logger.warn('ack failed; the event may be redelivered (answered from the recorded outcome)', {
         eventId: id,
