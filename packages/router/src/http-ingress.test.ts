@@ -1,6 +1,17 @@
-import { systemClock } from '@meshroute/mesh';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { type HttpIngress, type HttpIngressOptions, startHttpIngress } from './http-ingress.js';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError, systemClock } from '@meshroute/mesh';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import {
+  type HttpIngress,
+  type HttpIngressOptions,
+  parseTenantMap,
+  resolveHttpIngressAuth,
+  startHttpIngress,
+} from './http-ingress.js';
 import { memoryStateStore } from './memory-state-store.js';
 import { createRouter, type Router } from './router.js';
 import { capacity, FakeMesh, okResult, testPolicy } from './test-support/fakes.js';
@@ -195,5 +206,208 @@ describe('HTTP ingress', () => {
     expect(await health.json()).toMatchObject({ status: 'ok', policyDigest: 'sha256:test-carbon', agents: 1 });
     const ready = await fetch(`${http.url}/readyz`);
     expect(ready.status).toBe(200);
+  });
+});
+
+describe('HTTP ingress authentication', () => {
+  let mesh: FakeMesh;
+  let router: Router;
+  let http: HttpIngress;
+
+  const start = async (auth: HttpIngressOptions['auth']) => {
+    mesh = new FakeMesh(systemClock);
+    mesh.agents.set('de-1', async (w) => okResult(w));
+    router = createRouter({ mesh, store: memoryStateStore(), policies: testPolicy(), routerId: 'auth-test' });
+    await router.start();
+    mesh.heartbeat(capacity('de-1', { sentAtMs: Date.now() }));
+    http = await startHttpIngress(router, { port: 0, host: '127.0.0.1', ...(auth ? { auth } : {}) });
+  };
+  afterEach(async () => {
+    await http?.close();
+    await router?.stop({ drainTimeoutMs: 0 });
+  });
+
+  const event = (id: string, extra: Record<string, unknown> = {}) =>
+    JSON.stringify({ specversion: '1.0', id, source: '/auth', type: 't', workload: 'echo', ...extra });
+  const post = (body: string, token?: string, query = '') =>
+    fetch(`${http.url}/events${query}`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/cloudevents+json',
+        ...(token !== undefined ? { authorization: `Bearer ${token}` } : {}),
+      },
+      body,
+    });
+
+  describe('bearer tokens', () => {
+    beforeEach(async () => {
+      await start({ tokens: { 'token-acme-0001': 'acme', 'token-globex-01': 'globex' } });
+    });
+
+    it('answers 401 with WWW-Authenticate: Bearer without a token or with an unknown one', async () => {
+      const none = await post(event('n1'));
+      expect(none.status).toBe(401);
+      expect(none.headers.get('www-authenticate')).toBe('Bearer realm="meshroute"');
+      expect(await none.json()).toMatchObject({ code: 'PERMISSION_DENIED', rule: 'bearer-token' });
+      const unknown = await post(event('n2'), 'token-nobody-00');
+      expect(unknown.status).toBe(401);
+      expect(unknown.headers.get('www-authenticate')).toContain('error="invalid_token"');
+      expect(mesh.dispatched).toHaveLength(0);
+    });
+
+    it("refuses 403 naming tenant when an event claims another tenant, and sets the token's tenant when absent", async () => {
+      const foreign = await post(event('f1', { tenant: 'globex' }), 'token-acme-0001');
+      expect(foreign.status).toBe(403);
+      expect(await foreign.json()).toMatchObject({
+        code: 'PERMISSION_DENIED',
+        attribute: 'tenant',
+        rule: 'authenticated-tenant',
+      });
+      const own = await post(event('o1'), 'token-acme-0001', '?wait=1');
+      expect(own.status).toBe(200);
+      const accepted = await post(event('o2', { tenant: 'globex' }), 'token-globex-01');
+      expect(accepted.status).toBe(202);
+      expect(mesh.dispatched.find((w) => w.event.id === 'o1')?.event.tenant).toBe('acme');
+      expect(mesh.dispatched.some((w) => w.event.id === 'f1')).toBe(false);
+    });
+
+    it('keeps health endpoints open to probes', async () => {
+      expect((await fetch(`${http.url}/healthz`)).status).toBe(200);
+    });
+  });
+
+  it('validates auth options once and reads token files (JSON or token=tenant lines)', () => {
+    expect(() => resolveHttpIngressAuth({ tokens: {} })).toThrow(ConfigError);
+    expect(() => resolveHttpIngressAuth({ tokens: { 'long-enough-token': 'bad tenant!' } })).toThrow(/tenant/);
+    expect(() => resolveHttpIngressAuth({ tokens: { short: 'acme' } })).toThrow(/8 characters/);
+    expect(parseTenantMap('# producers\ntoken-acme-0001=acme\n\ntoken-globex-01 = globex\n', 'f')).toEqual({
+      'token-acme-0001': 'acme',
+      'token-globex-01': 'globex',
+    });
+    expect(parseTenantMap('{"token-acme-0001":"acme"}', 'f')).toEqual({ 'token-acme-0001': 'acme' });
+    expect(() => parseTenantMap('token-without-tenant\n', '--http-tokens')).toThrow(/line 1/);
+  });
+
+  describe('mutual TLS', () => {
+    let dir: string;
+    const pem = (name: string) => readFileSync(join(dir, name), 'utf8');
+    const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+    const issue = (name: string, subject: string, ca: string, ext: string) => {
+      writeFileSync(join(dir, `${name}.ext`), `${ext}\n`);
+      openssl(
+        'req',
+        '-new',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-keyout',
+        `${name}.key`,
+        '-out',
+        `${name}.csr`,
+        '-subj',
+        subject,
+      );
+      openssl(
+        'x509',
+        '-req',
+        '-in',
+        `${name}.csr`,
+        '-CA',
+        `${ca}.pem`,
+        '-CAkey',
+        `${ca}.key`,
+        '-CAcreateserial',
+        '-out',
+        `${name}.pem`,
+        '-days',
+        '1',
+        '-extfile',
+        `${name}.ext`,
+      );
+    };
+    const newCa = (name: string) =>
+      openssl(
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-keyout',
+        `${name}.key`,
+        '-out',
+        `${name}.pem`,
+        '-days',
+        '1',
+        '-subj',
+        `/CN=${name}`,
+      );
+
+    beforeAll(() => {
+      dir = mkdtempSync(join(tmpdir(), 'meshroute-mtls-'));
+      newCa('ca');
+      newCa('rogue-ca');
+      issue('server', '/CN=localhost', 'ca', 'subjectAltName=IP:127.0.0.1,DNS:localhost');
+      issue('acme', '/CN=acme', 'ca', 'extendedKeyUsage=clientAuth');
+      issue('spiffe', '/CN=workload 7', 'ca', 'subjectAltName=URI:spiffe://mesh/globex\nextendedKeyUsage=clientAuth');
+      issue('rogue', '/CN=acme', 'rogue-ca', 'extendedKeyUsage=clientAuth');
+    });
+    afterAll(() => {
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    });
+
+    const tlsPost = (client: string | undefined, body: string) =>
+      new Promise<{ status: number; body: Record<string, unknown> }>((resolve, reject) => {
+        const req = request(
+          `${http.url}/events`,
+          {
+            method: 'POST',
+            ca: pem('ca.pem'),
+            ...(client ? { cert: pem(`${client}.pem`), key: pem(`${client}.key`) } : {}),
+            headers: { 'content-type': 'application/cloudevents+json' },
+          },
+          (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (c: Buffer) => chunks.push(c));
+            res.on('end', () =>
+              resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) }),
+            );
+          },
+        );
+        req.on('error', reject);
+        req.end(body);
+      });
+
+    it('takes the tenant from the client certificate CN; refuses other tenants and foreign or missing certificates', async () => {
+      await start({ mtls: { cert: pem('server.pem'), key: pem('server.key'), ca: pem('ca.pem') } });
+      expect(http.url.startsWith('https://')).toBe(true);
+      expect((await tlsPost('acme', event('m1'))).status).toBe(202);
+      const foreign = await tlsPost('acme', event('m2', { tenant: 'globex' }));
+      expect(foreign).toMatchObject({ status: 403, body: { attribute: 'tenant', rule: 'authenticated-tenant' } });
+      await expect(tlsPost('rogue', event('m3'))).rejects.toThrow();
+      await expect(tlsPost(undefined, event('m4'))).rejects.toThrow();
+      // CN "workload 7" is no tenant name and no map is configured.
+      expect((await tlsPost('spiffe', event('m5'))).status).toBe(403);
+      await new Promise<void>((r) => setImmediate(r));
+      expect(mesh.dispatched.map((w) => [w.event.id, w.event.tenant])).toEqual([['m1', 'acme']]);
+    });
+
+    it('maps a certificate SAN to a tenant', async () => {
+      await start({
+        mtls: {
+          cert: pem('server.pem'),
+          key: pem('server.key'),
+          ca: pem('ca.pem'),
+          tenants: { 'spiffe://mesh/globex': 'globex' },
+        },
+      });
+      expect((await tlsPost('spiffe', event('s1'))).status).toBe(202);
+      expect((await tlsPost('acme', event('s2'))).status).toBe(403);
+      await new Promise<void>((r) => setImmediate(r));
+      expect(mesh.dispatched.map((w) => [w.event.id, w.event.tenant])).toEqual([['s1', 'globex']]);
+    });
   });
 });

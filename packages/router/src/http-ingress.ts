@@ -2,11 +2,21 @@
  * CloudEvents HTTP ingress on `node:http`: `POST /events` (binary, structured and batch modes),
  * `GET /healthz`, `GET /readyz`. Bad input is always a 4xx with an RFC 9457 problem body naming
  * the attribute and the rule; never a 5xx.
+ *
+ * Optional authentication of `POST /events` (issue 7): bearer tokens, each mapping to a tenant,
+ * or mutual TLS (HTTPS with a required client certificate whose CN or a SAN maps to a tenant). An
+ * authenticated producer can only send events of its own tenant: an event without `tenant` gets
+ * it, an event naming another tenant is refused with 403. Health endpoints stay open to probes
+ * (over TLS when mTLS is on).
  */
+import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import {
   type CloudEventJson,
+  ConfigError,
   decodeHttp,
   type ErrorInfo,
   InvalidEventError,
@@ -15,6 +25,7 @@ import {
   MeshError,
   noopLogger,
   PayloadTooLargeError,
+  parseIntent,
   toMeshError,
   UnsupportedFormatError,
 } from '@meshroute/mesh';
@@ -34,6 +45,140 @@ export interface HttpIngressOptions {
   waitMs?: number;
   /** @default noopLogger */
   logger?: Logger;
+  /** Authentication of `POST /events`; none when absent. See {@link HttpIngressAuth}. */
+  auth?: HttpIngressAuth;
+}
+
+/** Bearer-token authentication: `Authorization: Bearer <token>`, each token authenticating one tenant. */
+export interface HttpTokenAuth {
+  /** Token → tenant. */
+  tokens: Record<string, string>;
+}
+
+/** Mutual TLS: the ingress serves HTTPS and requires a client certificate signed by `ca`. */
+export interface HttpMtlsAuth {
+  mtls: {
+    /** Server certificate (PEM). */
+    cert: string | Uint8Array;
+    /** Server private key (PEM). */
+    key: string | Uint8Array;
+    /** CA certificate(s) that sign client certificates (PEM). */
+    ca: string | Uint8Array;
+    /**
+     * Client identity (certificate CN, or a SAN value such as a DNS name, URI or e-mail) → tenant.
+     * Without it, the certificate's CN is the tenant.
+     */
+    tenants?: Record<string, string>;
+  };
+}
+
+/** Authentication of the HTTP ingress: bearer tokens or mutual TLS. */
+export type HttpIngressAuth = HttpTokenAuth | HttpMtlsAuth;
+
+/** {@link HttpIngressAuth} validated once (token digests, tenant names checked). */
+export type ResolvedHttpIngressAuth =
+  | { kind: 'tokens'; tenantByTokenDigest: Map<string, string> }
+  | {
+      kind: 'mtls';
+      /** PEM. */
+      cert: string;
+      /** PEM. */
+      key: string;
+      /** PEM. */
+      ca: string;
+      tenants: Map<string, string> | undefined;
+    };
+
+const tokenDigest = (token: string): string => createHash('sha256').update(token).digest('hex');
+
+function checkTenant(option: string, tenant: unknown): string {
+  try {
+    if (typeof tenant !== 'string') throw new Error(`must be a string, got ${JSON.stringify(tenant)}`);
+    parseIntent({ tenant });
+    return tenant;
+  } catch (err) {
+    throw new ConfigError(option, `is not a valid tenant: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * Validate authentication options once.
+ * @throws ConfigError naming the option at fault (empty token list, invalid tenant, missing PEM)
+ * @example resolveHttpIngressAuth({ tokens: { s3cr3t: 'acme' } }).kind // 'tokens'
+ */
+export function resolveHttpIngressAuth(auth: HttpIngressAuth | undefined): ResolvedHttpIngressAuth | undefined {
+  if (auth === undefined) return undefined;
+  const hasTokens = 'tokens' in auth && auth.tokens !== undefined;
+  const hasMtls = 'mtls' in auth && auth.mtls !== undefined;
+  if (hasTokens && hasMtls) throw new ConfigError('auth', 'choose bearer tokens or mTLS, not both');
+  if (hasTokens) {
+    const entries = Object.entries((auth as HttpTokenAuth).tokens);
+    if (entries.length === 0) throw new ConfigError('auth.tokens', 'must list at least one token');
+    const tenantByTokenDigest = new Map<string, string>();
+    entries.forEach(([token, tenant], i) => {
+      if (token.length < 8 || /\s/.test(token)) {
+        throw new ConfigError(`auth.tokens[${i}]`, 'a token must be at least 8 characters without whitespace');
+      }
+      tenantByTokenDigest.set(tokenDigest(token), checkTenant(`auth.tokens[${i}] (tenant)`, tenant));
+    });
+    return { kind: 'tokens', tenantByTokenDigest };
+  }
+  if (hasMtls) {
+    const m = (auth as HttpMtlsAuth).mtls;
+    for (const k of ['cert', 'key', 'ca'] as const) {
+      const v = m[k];
+      if (v === undefined || v.length === 0) throw new ConfigError(`auth.mtls.${k}`, 'is required (PEM)');
+    }
+    let tenants: Map<string, string> | undefined;
+    if (m.tenants !== undefined) {
+      tenants = new Map();
+      for (const [identity, tenant] of Object.entries(m.tenants)) {
+        tenants.set(identity, checkTenant(`auth.mtls.tenants[${JSON.stringify(identity)}]`, tenant));
+      }
+    }
+    const pem = (v: string | Uint8Array): string => (typeof v === 'string' ? v : Buffer.from(v).toString('utf8'));
+    return { kind: 'mtls', cert: pem(m.cert), key: pem(m.key), ca: pem(m.ca), tenants };
+  }
+  throw new ConfigError('auth', 'must be { tokens: { <token>: <tenant> } } or { mtls: { cert, key, ca } }');
+}
+
+/**
+ * Read a `key → tenant` file: a JSON object, or `key=tenant` lines (blank lines and `#` comments
+ * ignored). Used for token files (`--http-tokens`) and certificate identity maps.
+ * @throws ConfigError naming `source` and the line at fault
+ * @example parseTenantMap('s3cr3t-token=acme\n', '--http-tokens') // { 's3cr3t-token': 'acme' }
+ */
+export function parseTenantMap(text: string, source: string): Record<string, string> {
+  const trimmed = text.trim();
+  if (trimmed.startsWith('{')) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(trimmed);
+    } catch (err) {
+      throw new ConfigError(source, `is not valid JSON: ${(err as Error).message}`);
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+      throw new ConfigError(source, 'must be a JSON object of <key>: <tenant>');
+    }
+    const out: Record<string, string> = {};
+    for (const [k, v] of Object.entries(parsed as Record<string, unknown>)) {
+      if (typeof v !== 'string')
+        throw new ConfigError(source, `the value of ${JSON.stringify(k)} must be a tenant string`);
+      out[k] = v;
+    }
+    return out;
+  }
+  const out: Record<string, string> = {};
+  text.split(/\r?\n/).forEach((raw, i) => {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) return;
+    const eq = line.lastIndexOf('=');
+    if (eq <= 0 || eq === line.length - 1) {
+      throw new ConfigError(source, `line ${i + 1}: expected <key>=<tenant>`);
+    }
+    out[line.slice(0, eq).trim()] = line.slice(eq + 1).trim();
+  });
+  return out;
 }
 
 /** A running HTTP ingress. */
@@ -61,6 +206,8 @@ export interface ProblemBody {
 
 const TITLES: Record<number, string> = {
   400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
   404: 'Not Found',
   405: 'Method Not Allowed',
   413: 'Content Too Large',
@@ -220,8 +367,86 @@ export async function startHttpIngress(router: Router, options: HttpIngressOptio
   const defaultWaitMs = options.waitMs ?? router.options.httpWaitMs;
   const logger = (options.logger ?? noopLogger).child({ component: 'http-ingress' });
   const retryAfterS = String(Math.max(1, Math.ceil(router.options.nakDelayMs / 1000)));
+  const auth = resolveHttpIngressAuth(options.auth);
+
+  /** The tenant the request is authenticated as (`undefined`: no authentication configured), or a refusal sent. */
+  const authenticate = (req: IncomingMessage, res: ServerResponse): { tenant: string | undefined } | undefined => {
+    if (auth === undefined) return { tenant: undefined };
+    if (auth.kind === 'tokens') {
+      const header = req.headers.authorization ?? '';
+      const m = /^Bearer[ ]+([^\s]+)\s*$/i.exec(header);
+      const tenant = m?.[1] !== undefined ? auth.tenantByTokenDigest.get(tokenDigest(m[1])) : undefined;
+      if (tenant !== undefined) return { tenant };
+      req.resume();
+      const missing = header === '';
+      send(
+        res,
+        401,
+        problem(
+          401,
+          'PERMISSION_DENIED',
+          missing
+            ? 'authentication required: send Authorization: Bearer <token>'
+            : m
+              ? 'the bearer token is not known'
+              : 'the Authorization header is not a bearer token',
+          { rule: 'bearer-token' },
+        ),
+        {
+          'www-authenticate': missing ? 'Bearer realm="meshroute"' : 'Bearer realm="meshroute", error="invalid_token"',
+        },
+      );
+      return undefined;
+    }
+    const socket = req.socket as TLSSocket;
+    const cert = typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate() : undefined;
+    if (!socket.authorized || !cert || Object.keys(cert).length === 0) {
+      req.resume();
+      send(
+        res,
+        401,
+        problem(401, 'PERMISSION_DENIED', 'a client certificate signed by the configured CA is required', {
+          rule: 'client-certificate',
+        }),
+      );
+      return undefined;
+    }
+    const cn = typeof cert.subject?.CN === 'string' ? cert.subject.CN : undefined;
+    const sans = (cert.subjectaltname ?? '')
+      .split(',')
+      .map((x) => x.trim())
+      .filter((x) => x !== '')
+      .map((x) => x.slice(x.indexOf(':') + 1));
+    let tenant: string | undefined;
+    if (auth.tenants) {
+      for (const id of [...(cn !== undefined ? [cn] : []), ...sans]) {
+        tenant = auth.tenants.get(id);
+        if (tenant !== undefined) break;
+      }
+    } else if (cn !== undefined) {
+      try {
+        tenant = parseIntent({ tenant: cn }).tenant;
+      } catch {
+        tenant = undefined;
+      }
+    }
+    if (tenant === undefined) {
+      req.resume();
+      send(
+        res,
+        403,
+        problem(403, 'PERMISSION_DENIED', `the client certificate (CN=${cn ?? '(none)'}) maps to no tenant`, {
+          rule: 'client-certificate',
+        }),
+      );
+      return undefined;
+    }
+    return { tenant };
+  };
 
   const postEvents = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
+    const principal = authenticate(req, res);
+    if (principal === undefined) return;
     const declared = Number(req.headers['content-length']);
     if (Number.isFinite(declared) && declared > maxEventBytes) {
       send(
@@ -276,6 +501,27 @@ export async function startHttpIngress(router: Router, options: HttpIngressOptio
       const { status, body: p } = decodeError(err);
       send(res, status, p);
       return;
+    }
+    // An authenticated producer sends events of its own tenant only.
+    if (principal.tenant !== undefined) {
+      const tenant = principal.tenant;
+      const batch = decoded.events.length > 1 || decoded.mode === 'batch';
+      const foreign = decoded.events.findIndex((ev) => ev.tenant !== undefined && ev.tenant !== tenant);
+      if (foreign >= 0) {
+        const ev = decoded.events[foreign] as CloudEventJson;
+        send(
+          res,
+          403,
+          problem(
+            403,
+            'PERMISSION_DENIED',
+            `the event's tenant ${JSON.stringify(ev.tenant)} is not the authenticated tenant ${JSON.stringify(tenant)}`,
+            { attribute: 'tenant', rule: 'authenticated-tenant', id: ev.id, ...(batch ? { index: foreign } : {}) },
+          ),
+        );
+        return;
+      }
+      for (const ev of decoded.events) if (ev.tenant === undefined) ev.tenant = tenant;
     }
     // An unregistered workload is refused at once (the router would dead-letter it unrun).
     const unknown = decoded.events.findIndex(
@@ -379,14 +625,21 @@ export async function startHttpIngress(router: Router, options: HttpIngressOptio
     send(res, 404, problem(404, 'NOT_FOUND', `no route for ${path}`));
   };
 
-  const server: Server = createServer((req, res) => {
+  const listener = (req: IncomingMessage, res: ServerResponse): void => {
     handle(req, res).catch((err: unknown) => {
       const e = err instanceof MeshError ? err : toMeshError(err);
       logger.error('http ingress failure', { error: e.message });
       if (!res.headersSent) send(res, 400, problem(400, 'INVALID_EVENT', `could not read the request: ${e.message}`));
       else res.destroy();
     });
-  });
+  };
+  const server: Server =
+    auth?.kind === 'mtls'
+      ? createHttpsServer(
+          { cert: auth.cert, key: auth.key, ca: auth.ca, requestCert: true, rejectUnauthorized: true },
+          listener,
+        )
+      : createServer(listener);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
@@ -398,7 +651,7 @@ export async function startHttpIngress(router: Router, options: HttpIngressOptio
   const shownHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
   return {
     port: actual,
-    url: `http://${shownHost}:${actual}`,
+    url: `${auth?.kind === 'mtls' ? 'https' : 'http'}://${shownHost}:${actual}`,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

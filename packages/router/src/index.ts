@@ -16,8 +16,14 @@ export { type AgentEntry, AgentRegistry, type AgentRegistryOptions, type Registr
 export { ANSWER_HEADERS, encodeAnswer, type RouterAnswer } from './answer.js';
 export {
   type HttpIngress,
+  type HttpIngressAuth,
   type HttpIngressOptions,
+  type HttpMtlsAuth,
+  type HttpTokenAuth,
   type ProblemBody,
+  parseTenantMap,
+  type ResolvedHttpIngressAuth,
+  resolveHttpIngressAuth,
   startHttpIngress,
 } from './http-ingress.js';
 export {

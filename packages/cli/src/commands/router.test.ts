@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { CapacityReport, WorkResult } from '@meshroute/mesh';
@@ -7,7 +9,7 @@ import { connectMesh, type MeshConnection, natsAgentMesh, natsWorkloadRegistry }
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatAgentsTable, latestReports } from './agents.js';
 import { formatDecisions, readDecisions } from './decisions.js';
-import { type RouterProcess, startRouterProcess } from './router.js';
+import { httpAuthFromFiles, type RouterProcess, startRouterProcess } from './router.js';
 
 const policiesDir = join(fileURLToPath(new URL('../../../..', import.meta.url)), 'policies');
 
@@ -148,5 +150,32 @@ describe('meshroute router process (startRouterProcess)', () => {
     expect(table.split('\n')[0]).toMatch(/^AGENT\s+BACKENDS\s+REGION\s+JUR\s+STATUS/);
     expect(table).toContain('1/4');
     expect(formatAgentsTable([{ ...report('c', 'SE', 1), sentAtMs: now - 10_000 }], now)).toContain('lost');
+  });
+});
+
+describe('meshroute router HTTP authentication flags', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'meshroute-http-auth-'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('reads --http-tokens (token=tenant lines) and refuses bad or conflicting flag sets, naming the flag', async () => {
+    const tokens = join(dir, 'tokens');
+    writeFileSync(tokens, '# producers\ntoken-acme-0001=acme\n');
+    expect(httpAuthFromFiles({ tokens })).toEqual({ tokens: { 'token-acme-0001': 'acme' } });
+    expect(httpAuthFromFiles({})).toBeUndefined();
+    expect(() => httpAuthFromFiles({ tokens: join(dir, 'missing') })).toThrow(/--http-tokens/);
+    expect(() => httpAuthFromFiles({ tokens, tlsCert: tokens })).toThrow(/not both/);
+    expect(() => httpAuthFromFiles({ tlsCert: tokens, tlsKey: tokens })).toThrow(
+      expect.objectContaining({ option: '--http-tls-ca' }),
+    );
+    writeFileSync(join(dir, 'bad'), 'token-acme-0001=not a tenant!\n');
+    await expect(
+      startRouterProcess({
+        httpAuth: httpAuthFromFiles({ tokens: join(dir, 'bad') }) as never,
+        natsUrl: 'nats://127.0.0.1:1',
+      }),
+    ).rejects.toThrow(/tenant/);
   });
 });

@@ -4,7 +4,7 @@
  * reload, and the HTTP ingress. {@link startRouterProcess} is the programmatic starter used by
  * `meshroute up` and the integration tests.
  */
-import { type FSWatcher, watch } from 'node:fs';
+import { type FSWatcher, readFileSync, watch } from 'node:fs';
 import { resolve } from 'node:path';
 import {
   ConfigError,
@@ -19,12 +19,15 @@ import { createPolicyHolder, type PolicyHolder } from '@meshroute/policy';
 import {
   createRouter,
   type HttpIngress,
+  type HttpIngressAuth,
   type IngressPublisher,
   memoryStateStore,
+  parseTenantMap,
   type Router,
   type RouterAnswer,
   type RouterEvent,
   type RouterOptions,
+  resolveHttpIngressAuth,
   startHttpIngress,
   watchWorkloadCatalog,
 } from '@meshroute/router';
@@ -66,6 +69,8 @@ export interface RouterProcessOptions {
   httpPort?: number;
   /** HTTP ingress host. @default '0.0.0.0' */
   httpHost?: string;
+  /** Authentication of `POST /events` (bearer tokens or mTLS); none when absent. See {@link httpAuthFromFiles}. */
+  httpAuth?: HttpIngressAuth;
   /** Policy bundle directory, hot reloaded. Without it, only bundles pushed to the policy KV are used. */
   policiesDir?: string;
   /** Shared state in Redis; in memory when absent. */
@@ -165,6 +170,8 @@ function natsIngressPublisher(
  */
 export async function startRouterProcess(options: RouterProcessOptions = {}): Promise<RouterProcess> {
   const logger = options.logger ?? noopLogger;
+  // Refuse bad authentication options before connecting anywhere.
+  resolveHttpIngressAuth(options.httpAuth);
   const routerId = options.routerId ?? `router-${Math.random().toString(36).slice(2, 10)}`;
   const holder = createPolicyHolder();
   const policiesDir = options.policiesDir ? resolve(options.policiesDir) : undefined;
@@ -280,9 +287,10 @@ export async function startRouterProcess(options: RouterProcessOptions = {}): Pr
     })();
     let http: HttpIngress;
     try {
-      http = await startHttpIngress(router, { logger });
+      http = await startHttpIngress(router, { logger, ...(options.httpAuth ? { auth: options.httpAuth } : {}) });
     } catch (err) {
       await router.stop({ drainTimeoutMs: 0 });
+      if (err instanceof ConfigError) throw err;
       throw new ConfigError('--http-port', `cannot listen: ${toMeshError(err).message}`, { cause: err });
     }
     logger.info('router listening', { routerId, httpPort: http.port, policyDigest: holder.current()?.digest });
@@ -318,7 +326,71 @@ function port(flag: string) {
   };
 }
 
+/** Files naming the HTTP ingress authentication (`meshroute router --http-tokens|--http-tls-*`). */
+export interface HttpAuthFiles {
+  /** `token=tenant` lines or a JSON object. */
+  tokens?: string;
+  /** Server certificate (PEM); with `key` and `ca`, enables mutual TLS. */
+  tlsCert?: string;
+  /** Server key (PEM). */
+  tlsKey?: string;
+  /** CA of the client certificates (PEM). */
+  tlsCa?: string;
+  /** `identity=tenant` lines or a JSON object (client certificate CN or SAN → tenant); default: CN is the tenant. */
+  tlsTenants?: string;
+}
+
+function readFlagFile(flag: string, file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(flag, `cannot read ${file}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/**
+ * Build the HTTP ingress authentication from flag files; `undefined` when none is given.
+ * @throws ConfigError naming the flag at fault (unreadable file, bad line, incomplete TLS set, both kinds)
+ * @example httpAuthFromFiles({ tokens: '/etc/meshroute/tokens' })
+ */
+export function httpAuthFromFiles(files: HttpAuthFiles): HttpIngressAuth | undefined {
+  const tls = [files.tlsCert, files.tlsKey, files.tlsCa];
+  const anyTls = tls.some((f) => f !== undefined) || files.tlsTenants !== undefined;
+  if (files.tokens !== undefined && anyTls) {
+    throw new ConfigError('--http-tokens', 'choose bearer tokens or mutual TLS (--http-tls-*), not both');
+  }
+  if (files.tokens !== undefined) {
+    return { tokens: parseTenantMap(readFlagFile('--http-tokens', files.tokens), `--http-tokens ${files.tokens}`) };
+  }
+  if (!anyTls) return undefined;
+  const names = ['--http-tls-cert', '--http-tls-key', '--http-tls-ca'];
+  tls.forEach((f, i) => {
+    if (f === undefined)
+      throw new ConfigError(names[i] as string, 'mutual TLS needs --http-tls-cert, --http-tls-key and --http-tls-ca');
+  });
+  return {
+    mtls: {
+      cert: readFlagFile('--http-tls-cert', files.tlsCert as string),
+      key: readFlagFile('--http-tls-key', files.tlsKey as string),
+      ca: readFlagFile('--http-tls-ca', files.tlsCa as string),
+      ...(files.tlsTenants !== undefined
+        ? {
+            tenants: parseTenantMap(
+              readFlagFile('--http-tls-tenants', files.tlsTenants),
+              `--http-tls-tenants ${files.tlsTenants}`,
+            ),
+          }
+        : {}),
+    },
+  };
+}
+
 interface RouterFlags extends NatsFlags {
+  httpTokens?: string;
+  httpTlsCert?: string;
+  httpTlsKey?: string;
+  httpTlsCa?: string;
+  httpTlsTenants?: string;
   natsUrl: string;
   httpPort: number;
   policies?: string;
@@ -334,17 +406,48 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--policies <dir>', 'policy bundle directory (hot reloaded)')
     .addOption(new Option('--redis-url <url>', 'shared router state in Redis').env('MESHROUTE_REDIS_URL'))
     .option('--router-id <id>', 'router id (decision records, claims)')
+    .addOption(
+      new Option('--http-tokens <file>', 'HTTP bearer tokens: token=tenant lines or a JSON object').env(
+        'MESHROUTE_HTTP_TOKENS',
+      ),
+    )
+    .addOption(
+      new Option('--http-tls-cert <file>', 'HTTPS server certificate (PEM); mutual TLS with --http-tls-key/-ca').env(
+        'MESHROUTE_HTTP_TLS_CERT',
+      ),
+    )
+    .addOption(new Option('--http-tls-key <file>', 'HTTPS server private key (PEM)').env('MESHROUTE_HTTP_TLS_KEY'))
+    .addOption(
+      new Option('--http-tls-ca <file>', 'CA of the client certificates (PEM); a client certificate is required').env(
+        'MESHROUTE_HTTP_TLS_CA',
+      ),
+    )
+    .addOption(
+      new Option(
+        '--http-tls-tenants <file>',
+        'client certificate CN or SAN -> tenant (identity=tenant lines or JSON); default: the CN is the tenant',
+      ).env('MESHROUTE_HTTP_TLS_TENANTS'),
+    )
     .action(async (flags: RouterFlags) => {
       const log = ctx.logger('router');
+      const httpAuth = httpAuthFromFiles({
+        ...(flags.httpTokens !== undefined ? { tokens: flags.httpTokens } : {}),
+        ...(flags.httpTlsCert !== undefined ? { tlsCert: flags.httpTlsCert } : {}),
+        ...(flags.httpTlsKey !== undefined ? { tlsKey: flags.httpTlsKey } : {}),
+        ...(flags.httpTlsCa !== undefined ? { tlsCa: flags.httpTlsCa } : {}),
+        ...(flags.httpTlsTenants !== undefined ? { tlsTenants: flags.httpTlsTenants } : {}),
+      });
       const proc = await startRouterProcess({
         nats: natsConnectOptions(flags),
         httpPort: flags.httpPort,
+        ...(httpAuth ? { httpAuth } : {}),
         ...(flags.policies ? { policiesDir: flags.policies } : {}),
         ...(flags.redisUrl ? { redisUrl: flags.redisUrl } : {}),
         ...(flags.routerId ? { routerId: flags.routerId } : {}),
         logger: log,
       });
-      ctx.stdout.write(`router ${proc.routerId} listening on http://0.0.0.0:${proc.httpPort}/events\n`);
+      const scheme = httpAuth && 'mtls' in httpAuth ? 'https' : 'http';
+      ctx.stdout.write(`router ${proc.routerId} listening on ${scheme}://0.0.0.0:${proc.httpPort}/events\n`);
       const signal = await new Promise<NodeJS.Signals>((resolveSignal) => {
         process.once('SIGTERM', () => resolveSignal('SIGTERM'));
         process.once('SIGINT', () => resolveSignal('SIGINT'));
