@@ -103,6 +103,26 @@ describe('router engine', () => {
     expect(d.acked).toBe(1);
   });
 
+  it('records the decision of work whose wait in the queue timed out, and lists it in the dead letter', async () => {
+    mesh.agents.set('a', async () => 'hang');
+    await make({ maxQueueWaitMs: 1_000, dispatchTimeoutMs: 1_000_000 });
+    mesh.heartbeat(capacity('a', { slots: 1, freeSlots: 1, sentAtMs: clock.now() }));
+    void router.handleDelivery(delivery(cloudEvent('busy')));
+    const waiting = delivery(cloudEvent('waits'), '_INBOX.w');
+    const p = router.handleDelivery(waiting);
+    await flush();
+    expect(router.health().queued).toBe(1);
+    await clock.advanceAsync(1_001);
+    await p;
+    const record = mesh.decisions.find((r) => r.event.id === 'waits');
+    expect(record).toMatchObject({ outcome: 'no-eligible-agent', chosen: null });
+    expect(mesh.deadLetters[0]).toMatchObject({ eventId: 'waits', decisionIds: [record?.decisionId] });
+    expect(mesh.replies[0]?.body).toMatchObject({
+      deadLetterReason: 'NO_ELIGIBLE_AGENT',
+      decisionId: record?.decisionId,
+    });
+  });
+
   it('never dispatches more work to an agent than it has free slots between heartbeats', async () => {
     const pending: (() => void)[] = [];
     mesh.agents.set('a', (w) => new Promise((resolve) => pending.push(() => resolve(okResult(w)))));

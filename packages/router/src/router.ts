@@ -169,6 +169,8 @@ interface ItemState {
   receivedMs: number;
   /** Every decision whose record was published for this item, oldest first. */
   decisionIds: string[];
+  /** The record of the decision that queued the item (published if the wait times out). */
+  queuedRecord: (() => DecisionRecord) | undefined;
 }
 
 /** Dead-letter reasons of the router: the work item's, plus the router's own workload check. */
@@ -537,6 +539,8 @@ export function createRouter(deps: CreateRouterOptions): Router {
         actor.send({ type: 'RELEASE' });
         return;
       }
+      // Every eligible agent is busy: if the wait times out, this decision is the one recorded.
+      it.queuedRecord = () => ({ ...baseRecord(), outcome: 'no-eligible-agent', chosen: null });
       actor.send({ type: 'QUEUED' });
       return;
     }
@@ -842,6 +846,15 @@ export function createRouter(deps: CreateRouterOptions): Router {
         ackable = false;
       }
     } else {
+      // A wait in the queue that timed out: record the decision that queued it.
+      if (
+        it.queuedRecord &&
+        ctx.deadLetterReason === 'NO_ELIGIBLE_AGENT' &&
+        ctx.error?.details?.queuedMs !== undefined
+      ) {
+        publishDecision(it.queuedRecord());
+      }
+      it.queuedRecord = undefined;
       const reason = ctx.deadLetterReason ?? 'RETRIES_EXHAUSTED';
       const error = ctx.error ?? deadLetterError(reason, reason);
       answer = {
@@ -990,6 +1003,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
     it.done = done;
     it.receivedMs = clock.now();
     it.decisionIds = [];
+    it.queuedRecord = undefined;
     it.span = telemetry.startEvent(event, {
       'cloudevents.event_id': event?.id ?? '',
       'meshroute.work.id': it.workId,
