@@ -1,5 +1,5 @@
 import { decodeNats, type IngressDelivery, meshNames } from '@meshroute/mesh';
-import { startNatsServer, type TestNatsServer, waitFor } from '@meshroute/testing';
+import { simulatedClock, startNatsServer, type TestNatsServer, waitFor } from '@meshroute/testing';
 import {
   connectMesh,
   type MeshConnection,
@@ -11,6 +11,57 @@ import {
 } from '@meshroute/transport-nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { latch, sampleEvent, uniquePrefix } from './fixtures.js';
+
+/**
+ * A connection whose consumer's pulls never end on their own (the server lost the request and
+ * the client's heartbeat monitor is off), with a status stream the test drives.
+ */
+function connWithLostPulls() {
+  const fetches: { maxMessages: number; stopped: boolean }[] = [];
+  const consumer = {
+    info: async () => ({ config: { ack_wait: 0 } }),
+    fetch: async (o: { max_messages: number }) => {
+      const rec = { maxMessages: o.max_messages, stopped: false };
+      fetches.push(rec);
+      let wake: (() => void) | undefined;
+      return {
+        stop() {
+          rec.stopped = true;
+          wake?.();
+        },
+        async *[Symbol.asyncIterator]() {
+          if (!rec.stopped) await new Promise<void>((r) => (wake = r));
+        },
+      };
+    },
+  };
+  const statusQueue: { type: string }[] = [];
+  let statusWake: (() => void) | undefined;
+  let statusStopped = false;
+  const statuses = {
+    stop() {
+      statusStopped = true;
+      statusWake?.();
+    },
+    async *[Symbol.asyncIterator]() {
+      while (!statusStopped) {
+        const s = statusQueue.shift();
+        if (s) yield s;
+        else await new Promise<void>((r) => (statusWake = r));
+      }
+    },
+  };
+  const fake = {
+    js: { consumers: { get: async () => consumer } },
+    nc: { status: () => statuses },
+    info: { jetstreamTimeoutMs: 1_000 },
+  } as unknown as MeshConnection;
+  const emitStatus = (type: string) => {
+    statusQueue.push({ type });
+    statusWake?.();
+  };
+  return { conn: fake, fetches, emitStatus };
+}
 
 let server: TestNatsServer;
 let conn: MeshConnection;
@@ -106,6 +157,44 @@ describe('publishEvent', () => {
 });
 
 describe('natsEventSource', () => {
+  it('abandons a pull that outlives pullExpiresMs + pullGraceMs and pulls its credit again', async () => {
+    const { conn: fake, fetches } = connWithLostPulls();
+    const clock = simulatedClock(0);
+    const source = natsEventSource(fake, {
+      maxInFlight: 8,
+      maxOpenPulls: 1,
+      pullExpiresMs: 1_000,
+      pullGraceMs: 500,
+      clock,
+    });
+    await source.start(async () => {});
+    await waitFor('first pull', () => fetches.length === 1);
+    expect(fetches[0]).toEqual({ maxMessages: 8, stopped: false });
+    await clock.advanceAsync(1_499);
+    expect(fetches).toHaveLength(1);
+    expect(fetches[0]?.stopped).toBe(false);
+    await clock.advanceAsync(1);
+    expect(fetches[0]?.stopped).toBe(true);
+    // The whole credit comes back: the next pull asks for all 8 again.
+    await waitFor('a new pull', () => fetches.length === 2);
+    expect(fetches[1]).toEqual({ maxMessages: 8, stopped: false });
+    await source.close();
+    expect(fetches[1]?.stopped).toBe(true);
+  });
+
+  it('abandons every open pull when the connection reconnects, and pulls again at once', async () => {
+    const { conn: fake, fetches, emitStatus } = connWithLostPulls();
+    const clock = simulatedClock(0);
+    const source = natsEventSource(fake, { maxInFlight: 8, maxOpenPulls: 1, pullExpiresMs: 30_000, clock });
+    await source.start(async () => {});
+    await waitFor('first pull', () => fetches.length === 1);
+    emitStatus('disconnect');
+    emitStatus('reconnect');
+    await waitFor('a new pull', () => fetches.length === 2);
+    expect(fetches.map((f) => f.stopped)).toEqual([true, false]);
+    await source.close();
+  });
+
   it('delivers the exact event (binary binding round trip) with the reply subject, and acks on request', async () => {
     const { names } = await freshMesh();
     const event = sampleEvent({ id: 'round-trip', tenant: 'acme', data: { text: 'héllo "world"', n: [1, 2.5, null] } });
@@ -284,4 +373,50 @@ describe('server restart (file storage)', () => {
     expect(statuses.indexOf('reconnected')).toBeGreaterThan(statuses.indexOf('disconnected'));
     await source.close();
   });
+
+  it('keeps consuming across a restart under load (pulls open during the restart), nothing lost', async () => {
+    // Issue 4: a pull left open across a nats-server restart kept its credit forever, so the
+    // source never pulled again (see the deterministic tests of natsEventSource above).
+    const names = meshNames(uniquePrefix());
+    await provisionMesh(conn, { names, storage: 'file', ingressAckWaitMs: 2_000 });
+    const before = Array.from({ length: 60 }, (_, i) => `before-${i}`);
+    const after = Array.from({ length: 10 }, (_, i) => `after-${i}`);
+    const seen = new Set<string>();
+    const gotSome = latch();
+    const source = natsEventSource(conn, {
+      names,
+      maxInFlight: 256,
+      pullExpiresMs: 1_000,
+      pullRetryDelayMs: 100,
+    });
+    await source.start(async (d) => {
+      await new Promise<void>((r) => setTimeout(r, 5)); // simulated work: deliveries in flight at the restart
+      seen.add(decodeNats(d.headers, d.body).id);
+      if (seen.size >= 10) gotSome.resolve();
+      await d.ack().catch(() => undefined);
+    });
+    const producer = await connectMesh({ servers: server.url, name: 'producer', reconnectTimeWaitMs: 100 });
+    const reconnected = latch();
+    void (async () => {
+      for await (const s of conn.status()) if (s.type === 'reconnected') return reconnected.resolve();
+    })();
+    const publishAll = async (ids: string[]) => {
+      for (const id of ids) {
+        // De-duplicated by source and id, so a retry while the server restarts is safe.
+        await waitFor(`publish ${id}`, () => publishEvent(producer, sampleEvent({ id }), { names, timeoutMs: 2_000 }), {
+          timeoutMs: 20_000,
+        });
+      }
+    };
+    const publishing = publishAll(before);
+    await gotSome.promise;
+    await server.restart();
+    await reconnected.promise;
+    await publishing;
+    await publishAll(after);
+    await waitFor('every event consumed', () => seen.size === before.length + after.length, { timeoutMs: 15_000 });
+    expect([...seen].sort()).toEqual([...before, ...after].sort());
+    await producer.close();
+    await source.close();
+  }, 40_000);
 });

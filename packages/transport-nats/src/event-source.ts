@@ -34,6 +34,11 @@ export const DEFAULT_PULL_EXPIRES_MS = 5_000;
 export const DEFAULT_PULL_RETRY_DELAY_MS = 500;
 /** Pull requests open at once. */
 export const DEFAULT_MAX_OPEN_PULLS = 4;
+/**
+ * How long past its `expires` a pull may stay open before the source abandons it and returns
+ * its credit (at least this, or half of `pullExpiresMs` when that is longer).
+ */
+export const DEFAULT_PULL_GRACE_MS = 1_000;
 
 /** Options of {@link natsEventSource}. */
 export interface NatsEventSourceOptions {
@@ -54,6 +59,14 @@ export interface NatsEventSourceOptions {
   pullRetryDelayMs?: number;
   /** @default DEFAULT_MAX_OPEN_PULLS */
   maxOpenPulls?: number;
+  /**
+   * Client-side deadline of one pull, past its `expires`: a pull still open after
+   * `pullExpiresMs + pullGraceMs` (the server lost the request, e.g. across a restart) is
+   * abandoned and its credit pulled again. Messages the server still sends to an abandoned pull
+   * are redelivered after the ack wait.
+   * @default max(DEFAULT_PULL_GRACE_MS, pullExpiresMs / 2)
+   */
+  pullGraceMs?: number;
   /** Timeout of a confirmed ack (`ackAck`). Defaults to the connection's JetStream timeout. */
   ackTimeoutMs?: number;
   /** @default systemClock */
@@ -69,6 +82,7 @@ interface ResolvedSourceOptions {
   pullExpiresMs: number;
   pullRetryDelayMs: number;
   maxOpenPulls: number;
+  pullGraceMs: number;
   ackTimeoutMs: number;
   clock: Clock;
   logger: Logger;
@@ -85,6 +99,8 @@ function resolveSourceOptions(conn: MeshConnection, o: NatsEventSourceOptions): 
   const maxOpenPulls = o.maxOpenPulls ?? DEFAULT_MAX_OPEN_PULLS;
   if (!Number.isInteger(maxOpenPulls) || maxOpenPulls < 1)
     throw new ConfigError('maxOpenPulls', `must be a positive integer, got ${maxOpenPulls}`);
+  const pullGraceMs = o.pullGraceMs ?? Math.max(DEFAULT_PULL_GRACE_MS, Math.floor(pullExpiresMs / 2));
+  if (!(pullGraceMs >= 0)) throw new ConfigError('pullGraceMs', `must be >= 0, got ${pullGraceMs}`);
   return {
     names: o.names ?? meshNames(),
     maxInFlight,
@@ -92,6 +108,7 @@ function resolveSourceOptions(conn: MeshConnection, o: NatsEventSourceOptions): 
     pullExpiresMs,
     pullRetryDelayMs: o.pullRetryDelayMs ?? DEFAULT_PULL_RETRY_DELAY_MS,
     maxOpenPulls,
+    pullGraceMs,
     ackTimeoutMs: o.ackTimeoutMs ?? conn.info.jetstreamTimeoutMs,
     clock: o.clock ?? systemClock,
     logger: (o.logger ?? noopLogger).child({ component: 'nats-event-source' }),
@@ -181,6 +198,7 @@ export function natsEventSource(conn: MeshConnection, options: NatsEventSourceOp
   let openPulls = 0;
   let retryScheduled = false;
   const openIters = new Set<ConsumerMessages>();
+  let stopStatus: (() => void) | undefined;
   const running = new Set<Promise<void>>();
   let idle: (() => void) | undefined;
 
@@ -198,9 +216,23 @@ export function natsEventSource(conn: MeshConnection, options: NatsEventSourceOp
     requested += n;
     let got = 0;
     let failed = false;
+    let cancelDeadline: (() => void) | undefined;
     try {
       const iter = await c.fetch({ max_messages: n, expires: opts.pullExpiresMs });
       openIters.add(iter);
+      // The server ends a pull at `expires` (408) and the client after two missed heartbeats,
+      // but a pull whose request the server lost while the client's heartbeat monitor was off
+      // (disconnected, then reconnected to a restarted server) may never end and would keep
+      // its credit forever: give up on it past a client-side deadline.
+      cancelDeadline = opts.clock.setTimeout(() => {
+        if (!openIters.has(iter)) return;
+        log.warn('pull from ingress consumer outlived its deadline; abandoning it', {
+          requested: n,
+          received: got,
+          deadlineMs: opts.pullExpiresMs + opts.pullGraceMs,
+        });
+        iter.stop();
+      }, opts.pullExpiresMs + opts.pullGraceMs);
       try {
         for await (const m of iter) {
           got++;
@@ -215,6 +247,7 @@ export function natsEventSource(conn: MeshConnection, options: NatsEventSourceOp
       failed = true;
       if (!closed) log.warn('pull from ingress consumer failed; retrying', { error: (err as Error).message });
     } finally {
+      cancelDeadline?.();
       openPulls--;
       requested -= n - got;
     }
@@ -227,6 +260,29 @@ export function natsEventSource(conn: MeshConnection, options: NatsEventSourceOp
       return;
     }
     pump();
+  };
+
+  /**
+   * After a reconnect the server may have lost every open pull request (a restarted server
+   * keeps none): abandon them all so their credit is pulled again at once.
+   */
+  const abandonOpenPulls = (reason: string): void => {
+    if (openIters.size === 0) return;
+    log.info('abandoning open pulls', { reason, openPulls: openIters.size });
+    for (const it of openIters) it.stop();
+  };
+
+  const watchReconnects = (): void => {
+    const statuses = conn.nc.status();
+    // The client's status iterator is a queued iterator with `stop()` (typed as a plain
+    // AsyncIterable); without it the loop below ends at the next status after close.
+    stopStatus = () => (statuses as { stop?: () => void }).stop?.();
+    void (async () => {
+      for await (const s of statuses) {
+        if (closed) return;
+        if (s.type === 'reconnect') abandonOpenPulls('reconnected');
+      }
+    })().catch(() => undefined);
   };
 
   const dispatch = (m: JsMsg): void => {
@@ -296,11 +352,13 @@ export function natsEventSource(conn: MeshConnection, options: NatsEventSourceOp
         consumer: ingressConsumer,
         maxInFlight: opts.maxInFlight,
       });
+      watchReconnects();
       pump();
     },
     async close() {
       if (closed) return;
       closed = true;
+      stopStatus?.();
       for (const it of openIters) it.stop();
       if (running.size > 0) {
         await new Promise<void>((resolve) => {
