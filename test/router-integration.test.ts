@@ -5,154 +5,22 @@
  * request/reply work). Failures: an agent's connection dies with work in flight, a router dies
  * under load, nats-server restarts under load.
  */
-import { randomUUID } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import {
-  type CapacityReport,
-  type CloudEventJson,
-  type Logger,
-  meshNames,
-  type StateStore,
-  type WorkloadSpec,
-  type WorkResult,
-} from '@meshroute/mesh';
-import { createPolicyHolder } from '@meshroute/policy';
-import {
-  createRouter,
-  memoryStateStore,
-  type Router,
-  type RouterAnswer,
-  type WorkloadCatalog,
-  watchWorkloadCatalog,
-} from '@meshroute/router';
+import { type Logger, meshNames, type WorkloadSpec, type WorkResult } from '@meshroute/mesh';
+import { memoryStateStore, watchWorkloadCatalog } from '@meshroute/router';
 import { startNatsServer, type TestNatsServer, waitFor } from '@meshroute/testing';
-import {
-  connectMesh,
-  type MeshConnection,
-  natsAgentMesh,
-  natsEventSource,
-  natsMesh,
-  natsWorkloadRegistry,
-  provisionMesh,
-  publishEvent,
-} from '@meshroute/transport-nats';
+import { connectMesh, natsWorkloadRegistry, provisionMesh } from '@meshroute/transport-nats';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type ConnectionOverrides,
+  eventFactory,
+  startAgent,
+  startRouter as startMeshRouter,
+  startProducer,
+  type TestRouter,
+  type TestRouterOptions,
+} from './support/mesh-fixtures.js';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 const EU = new Set(['AT', 'BE', 'DE', 'FR', 'NL', 'IE', 'IT', 'ES', 'SE', 'FI', 'PL']);
-
-function policyFiles(): { path: string; content: string }[] {
-  const dir = join(root, 'policies');
-  const out: { path: string; content: string }[] = [];
-  const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (/\.(ya?ml|json)$/.test(e.name)) out.push({ path: relative(dir, p), content: readFileSync(p, 'utf8') });
-    }
-  };
-  walk(dir);
-  return out;
-}
-
-interface TestAgent {
-  id: string;
-  served: string[];
-  /** Like kill -9: heartbeats stop, in-flight work is never answered. */
-  kill(): Promise<void>;
-  stop(): Promise<void>;
-}
-
-async function startAgent(
-  url: string,
-  id: string,
-  opts: {
-    jurisdiction: string;
-    slots?: number;
-    workMs?: number;
-    carbon?: number;
-    backends?: CapacityReport['backends'];
-  },
-): Promise<TestAgent> {
-  const conn = await connectMesh({ servers: url, name: id });
-  const mesh = natsAgentMesh(conn);
-  const slots = opts.slots ?? 4;
-  const instanceId = randomUUID();
-  let inFlight = 0;
-  let seq = 0;
-  let dead = false;
-  const served: string[] = [];
-  const stopServing = mesh.serveWork(id, async (work): Promise<WorkResult> => {
-    inFlight++;
-    served.push(work.event.id);
-    const started = Date.now();
-    // Simulated job duration (the agent's work, not a test wait).
-    if (opts.workMs) await new Promise((r) => setTimeout(r, opts.workMs));
-    inFlight--;
-    return {
-      schema: 'meshroute.result/v1',
-      workId: work.workId,
-      eventId: work.event.id,
-      eventSource: work.event.source,
-      agentId: id,
-      attempt: work.attempt,
-      ok: true,
-      output: { agent: id, echo: work.event.data ?? null },
-      queueMs: 0,
-      executionMs: Date.now() - started,
-      finishedAtMs: Date.now(),
-    };
-  });
-  const report = (status: CapacityReport['status']): CapacityReport => ({
-    schema: 'meshroute.capacity/v1',
-    agentId: id,
-    seq: ++seq,
-    instanceId,
-    sentAtMs: Date.now(),
-    heartbeatIntervalMs: 200,
-    status,
-    backends: opts.backends ?? ['wasm'],
-    region: `${opts.jurisdiction.toLowerCase()}-1`,
-    jurisdiction: opts.jurisdiction,
-    carbonIntensity: opts.carbon ?? 200,
-    carbonSource: 'fixed',
-    latencyP50Ms: opts.workMs ?? 1,
-    latencyP99Ms: (opts.workMs ?? 1) * 2,
-    slots,
-    freeSlots: Math.max(0, slots - inFlight),
-    inFlight,
-    queueDepth: 0,
-    costPerJob: '0.001',
-    labels: {},
-    versions: { agent: 'test' },
-    workloads: [],
-    facts: {},
-  });
-  const beat = () => {
-    if (!dead) mesh.publishCapacity(report('ready')).catch(() => undefined);
-  };
-  const timer = setInterval(beat, 200);
-  beat();
-  return {
-    id,
-    served,
-    async kill() {
-      dead = true;
-      clearInterval(timer);
-      await conn.close();
-    },
-    async stop() {
-      if (dead) return;
-      dead = true;
-      clearInterval(timer);
-      await mesh.publishCapacity(report('leaving')).catch(() => undefined);
-      await stopServing();
-      await conn.close();
-    },
-  };
-}
 
 /** What the ingress consumers logged at warn and above (printed when a test fails). */
 const sourceLogs: string[] = [];
@@ -169,136 +37,23 @@ function sourceLog(routerId: string): Logger {
   return l;
 }
 
-interface TestRouter {
-  router: Router;
-  conn: MeshConnection;
-  /** Like kill -9: the connection dies, nothing is acked or answered any more. */
-  kill(): Promise<void>;
-  stop(): Promise<void>;
-}
+/** Routers and producers here reconnect forever (at the client's default pace). */
+const RECONNECT: ConnectionOverrides = { maxReconnectAttempts: -1 };
 
-/**
- * A store as one router process sees it: after `kill()` every call fails, like the calls of a
- * process that died (its claims stay behind until they expire; nothing is released or completed).
- */
-function processView(inner: StateStore): { store: StateStore; kill(): void } {
-  let dead = false;
-  const guard = <T>(f: () => Promise<T>): Promise<T> => (dead ? Promise.reject(new Error('process is dead')) : f());
-  return {
-    kill: () => {
-      dead = true;
-    },
-    store: {
-      claim: (k, o, t) => guard(() => inner.claim(k, o, t)),
-      complete: (k, out, t) => guard(() => inner.complete(k, out, t)),
-      release: (k, o) => guard(() => inner.release(k, o)),
-      outcome: (k) => guard(() => inner.outcome(k)),
-      spend: (t, a, l, w) => guard(() => inner.spend(t, a, l, w)),
-      hit: (k, l, w) => guard(() => inner.hit(k, l, w)),
-      healthy: () => guard(() => inner.healthy()),
-      close: async () => undefined,
-    },
-  };
-}
-
-async function startRouter(
+/** A router with short ingress pulls whose consumer logs into {@link sourceLogs}. */
+function startRouter(
   url: string,
   routerId: string,
-  shared: StateStore = memoryStateStore(),
-  extra: { workloads?: WorkloadCatalog } = {},
+  opts: Pick<TestRouterOptions, 'store' | 'workloads'> = {},
 ): Promise<TestRouter> {
-  const view = processView(shared);
-  const store = view.store;
-  const conn = await connectMesh({ servers: url, name: routerId, maxReconnectAttempts: -1 });
-  const holder = createPolicyHolder();
-  const loaded = holder.propose(policyFiles(), { source: 'policies' });
-  if (!loaded.ok) throw new Error(`shipped policies do not load: ${JSON.stringify(loaded.errors)}`);
-  const router = createRouter({
-    mesh: natsMesh(conn, { routerId }),
-    source: natsEventSource(conn, {
-      maxInFlight: 256,
-      ackWaitMs: 2_000,
-      pullExpiresMs: 1_000,
-      pullRetryDelayMs: 100,
-      logger: sourceLog(routerId),
-    }),
-    store,
-    policies: holder,
-    routerId,
-    ...(extra.workloads ? { workloads: extra.workloads } : {}),
-    options: {
-      dispatchTimeoutMs: 5_000,
-      backoffBaseMs: 20,
-      backoffMaxMs: 200,
-      maxAttempts: 8,
-      nakDelayMs: 200,
-      claimTtlMs: 3_000,
-    },
+  return startMeshRouter(url, routerId, {
+    ...opts,
+    connection: RECONNECT,
+    eventSource: { pullExpiresMs: 1_000, pullRetryDelayMs: 100, logger: sourceLog(routerId) },
   });
-  await router.start();
-  let stopped = false;
-  return {
-    router,
-    conn,
-    async kill() {
-      stopped = true;
-      view.kill();
-      await conn.close();
-      await router.stop({ drainTimeoutMs: 0 });
-    },
-    async stop() {
-      if (stopped) return;
-      stopped = true;
-      await router.stop({ drainTimeoutMs: 1_000 });
-      await conn.close();
-    },
-  };
 }
 
-/** A producer publishing into the ingress with a reply inbox, collecting every answer. */
-async function startProducer(url: string) {
-  const conn = await connectMesh({ servers: url, name: 'producer', maxReconnectAttempts: -1 });
-  const inbox = `${meshNames().replyPrefix}.producer-${randomUUID().slice(0, 8)}`;
-  const answers = new Map<string, RouterAnswer[]>();
-  conn.nc.subscribe(`${inbox}.>`, {
-    callback: (_err, msg) => {
-      const a = JSON.parse(new TextDecoder().decode(msg.data)) as RouterAnswer;
-      const list = answers.get(a.id) ?? [];
-      list.push(a);
-      answers.set(a.id, list);
-    },
-  });
-  return {
-    answers,
-    async publish(event: CloudEventJson) {
-      // Retry publishes while the server restarts: de-duplicated by Nats-Msg-Id (source+id).
-      for (let i = 0; ; i++) {
-        try {
-          await publishEvent(conn, event, { replyTo: `${inbox}.${event.id}` });
-          return;
-        } catch (err) {
-          if (i >= 50) throw err;
-          await new Promise((r) => setTimeout(r, 200));
-        }
-      }
-    },
-    close: () => conn.close(),
-  };
-}
-
-let seq = 0;
-function event(attrs: Record<string, unknown> = {}): CloudEventJson {
-  return {
-    specversion: '1.0',
-    id: `ev-${process.pid}-${++seq}`,
-    source: '/it/router',
-    type: 'com.example.job',
-    datacontenttype: 'application/json',
-    workload: 'echo',
-    data: { n: seq },
-    ...attrs,
-  };
-}
+const { event, count } = eventFactory('/it/router');
 
 describe('router on a real nats-server', () => {
   let nats: TestNatsServer;
@@ -318,13 +73,13 @@ describe('router on a real nats-server', () => {
   });
 
   it('keeps EU-tagged work on EU agents even when only non-EU agents are free (it queues)', async () => {
-    const de = await startAgent(nats.url, `de-${seq}`, { jurisdiction: 'DE', slots: 1, workMs: 50 });
-    const us = await startAgent(nats.url, `us-${seq}`, { jurisdiction: 'US', slots: 16, workMs: 1, carbon: 10 });
+    const de = await startAgent(nats.url, `de-${count()}`, { jurisdiction: 'DE', slots: 1, workMs: 50 });
+    const us = await startAgent(nats.url, `us-${count()}`, { jurisdiction: 'US', slots: 16, workMs: 1, carbon: 10 });
     cleanups.push(de.stop, us.stop);
     const r = await startRouter(nats.url, 'r-eu');
     cleanups.push(r.stop);
     await waitFor('condition', () => r.router.agents().length === 2, { timeoutMs: 5_000 });
-    const producer = await startProducer(nats.url);
+    const producer = await startProducer(nats.url, { connection: RECONNECT });
     cleanups.push(producer.close);
     const events = Array.from({ length: 12 }, (_, i) => event(i % 2 === 0 ? { residency: 'eu' } : {}));
     await Promise.all(events.map((e) => producer.publish(e)));
@@ -338,7 +93,7 @@ describe('router on a real nats-server', () => {
   });
 
   it('dead-letters EU-tagged work when there is no EU agent', async () => {
-    const us = await startAgent(nats.url, `us-only-${seq}`, { jurisdiction: 'US' });
+    const us = await startAgent(nats.url, `us-only-${count()}`, { jurisdiction: 'US' });
     cleanups.push(us.stop);
     const r = await startRouter(nats.url, 'r-dlq');
     cleanups.push(r.stop);
@@ -350,7 +105,7 @@ describe('router on a real nats-server', () => {
         timeoutMs: 5_000,
       },
     );
-    const producer = await startProducer(nats.url);
+    const producer = await startProducer(nats.url, { connection: RECONNECT });
     cleanups.push(producer.close);
     const e = event({ residency: 'eu' });
     await producer.publish(e);
@@ -368,7 +123,7 @@ describe('router on a real nats-server', () => {
     const registry = natsWorkloadRegistry(admin);
     const qasm: WorkloadSpec = {
       schema: 'meshroute.workload/v1',
-      name: `qasm-bell-${seq}`,
+      name: `qasm-bell-${count()}`,
       version: '1',
       artifacts: { quantum: { digest: `sha256:${'f'.repeat(64)}`, name: 'bell.qasm', options: {} } },
       limits: { timeoutMs: 5_000, memoryBytes: 1_048_576, outputBytes: 65_536 },
@@ -378,16 +133,16 @@ describe('router on a real nats-server', () => {
     const workloads = await watchWorkloadCatalog(registry);
     cleanups.push(async () => workloads.close());
     // The wasm and gpu agents are greener and faster: a workload-blind router would pick them.
-    const wasm = await startAgent(nats.url, `wasm-${seq}`, { jurisdiction: 'DE', carbon: 5, backends: ['wasm'] });
-    const gpu = await startAgent(nats.url, `gpu-${seq}`, { jurisdiction: 'DE', carbon: 10, backends: ['gpu'] });
-    const quantum = await startAgent(nats.url, `qsim-${seq}`, {
+    const wasm = await startAgent(nats.url, `wasm-${count()}`, { jurisdiction: 'DE', carbon: 5, backends: ['wasm'] });
+    const gpu = await startAgent(nats.url, `gpu-${count()}`, { jurisdiction: 'DE', carbon: 10, backends: ['gpu'] });
+    const quantum = await startAgent(nats.url, `qsim-${count()}`, {
       jurisdiction: 'DE',
       carbon: 400,
       slots: 16,
       backends: ['quantum'],
     });
     cleanups.push(wasm.stop, gpu.stop, quantum.stop);
-    const r = await startRouter(nats.url, 'r-workloads', memoryStateStore(), { workloads });
+    const r = await startRouter(nats.url, 'r-workloads', { workloads });
     cleanups.push(r.stop);
     const ids = [wasm.id, gpu.id, quantum.id];
     await waitFor(
@@ -397,7 +152,7 @@ describe('router on a real nats-server', () => {
         timeoutMs: 5_000,
       },
     );
-    const producer = await startProducer(nats.url);
+    const producer = await startProducer(nats.url, { connection: RECONNECT });
     cleanups.push(producer.close);
     const events = Array.from({ length: 10 }, () => event({ workload: qasm.name }));
     const unknown = event({ workload: 'not-registered' });
@@ -420,13 +175,23 @@ describe('router on a real nats-server', () => {
   });
 
   it('completes every item on another agent when an agent dies with work in flight; none lost, none answered twice', async () => {
-    const a = await startAgent(nats.url, `victim-${seq}`, { jurisdiction: 'DE', slots: 8, workMs: 3_000, carbon: 1 });
-    const b = await startAgent(nats.url, `survivor-${seq}`, { jurisdiction: 'FR', slots: 8, workMs: 5, carbon: 500 });
+    const a = await startAgent(nats.url, `victim-${count()}`, {
+      jurisdiction: 'DE',
+      slots: 8,
+      workMs: 3_000,
+      carbon: 1,
+    });
+    const b = await startAgent(nats.url, `survivor-${count()}`, {
+      jurisdiction: 'FR',
+      slots: 8,
+      workMs: 5,
+      carbon: 500,
+    });
     cleanups.push(a.stop, b.stop);
     const r = await startRouter(nats.url, 'r-failover');
     cleanups.push(r.stop);
     await waitFor('condition', () => r.router.agents().length >= 2, { timeoutMs: 5_000 });
-    const producer = await startProducer(nats.url);
+    const producer = await startProducer(nats.url, { connection: RECONNECT });
     cleanups.push(producer.close);
     const events = Array.from({ length: 6 }, () => event({ residency: 'eu' }));
     await Promise.all(events.map((e) => producer.publish(e)));
@@ -441,16 +206,16 @@ describe('router on a real nats-server', () => {
   });
 
   it('loses nothing when one of two routers dies under load', async () => {
-    const agent = await startAgent(nats.url, `shared-${seq}`, { jurisdiction: 'NL', slots: 32, workMs: 20 });
+    const agent = await startAgent(nats.url, `shared-${count()}`, { jurisdiction: 'NL', slots: 32, workMs: 20 });
     cleanups.push(agent.stop);
     const store = memoryStateStore();
-    const r1 = await startRouter(nats.url, 'r-one', store);
-    const r2 = await startRouter(nats.url, 'r-two', store);
+    const r1 = await startRouter(nats.url, 'r-one', { store });
+    const r2 = await startRouter(nats.url, 'r-two', { store });
     cleanups.push(r1.stop, r2.stop);
     await waitFor('condition', () => r1.router.agents().length > 0 && r2.router.agents().length > 0, {
       timeoutMs: 5_000,
     });
-    const producer = await startProducer(nats.url);
+    const producer = await startProducer(nats.url, { connection: RECONNECT });
     cleanups.push(producer.close);
     const events = Array.from({ length: 200 }, () => event());
     const publishing = (async () => {
@@ -480,12 +245,12 @@ describe('router across a nats-server restart', () => {
   });
 
   it('loses nothing when nats-server restarts under load (file-backed JetStream)', async () => {
-    const agent = await startAgent(nats.url, `restart-${seq}`, { jurisdiction: 'IE', slots: 32, workMs: 5 });
+    const agent = await startAgent(nats.url, `restart-${count()}`, { jurisdiction: 'IE', slots: 32, workMs: 5 });
     cleanups.push(agent.stop);
     const r = await startRouter(nats.url, 'r-restart');
     cleanups.push(r.stop);
     await waitFor('condition', () => r.router.agents().length > 0, { timeoutMs: 5_000 });
-    const producer = await startProducer(nats.url);
+    const producer = await startProducer(nats.url, { connection: RECONNECT });
     cleanups.push(producer.close);
     const events = Array.from({ length: 150 }, () => event());
     const publishing = (async () => {
@@ -539,8 +304,8 @@ describe('router with a shared Redis state store', () => {
     await conn.close();
     const store = redisStateStore(redis.url, { operationTimeoutMs: 300 });
     const agent = await startAgent(nats.url, 'redis-agent', { jurisdiction: 'DE', slots: 16, workMs: 2 });
-    const r = await startRouter(nats.url, 'r-redis', store);
-    const producer = await startProducer(nats.url);
+    const r = await startRouter(nats.url, 'r-redis', { store });
+    const producer = await startProducer(nats.url, { connection: RECONNECT });
     const statuses: string[] = [];
     void (async () => {
       for await (const s of r.router.status()) statuses.push(s.type);

@@ -4,253 +4,14 @@
  * completes, none is lost, none is answered twice. Routers are the real router engine over NATS;
  * agents are in-process NATS agents (own connections, real heartbeats, request/reply work).
  */
-import { randomUUID } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import {
-  type CapacityReport,
-  type CloudEventJson,
-  decodeMessage,
-  meshNames,
-  type StateStore,
-  type WorkResult,
-} from '@meshroute/mesh';
-import { createPolicyHolder } from '@meshroute/policy';
-import { createRouter, memoryStateStore, type Router, type RouterAnswer } from '@meshroute/router';
+import { type CloudEventJson, decodeMessage, meshNames, type WorkResult } from '@meshroute/mesh';
+import { memoryStateStore } from '@meshroute/router';
 import { startNatsCluster, type TestNatsCluster, waitFor } from '@meshroute/testing';
-import {
-  connectMesh,
-  type MeshConnection,
-  natsAgentMesh,
-  natsEventSource,
-  natsMesh,
-  provisionMesh,
-  publishEvent,
-} from '@meshroute/transport-nats';
+import { connectMesh, type MeshConnection, provisionMesh } from '@meshroute/transport-nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventFactory, RECONNECT_FOREVER, startAgent, startProducer, startRouter } from './support/mesh-fixtures.js';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 const EVENTS = 2_000;
-
-function policyFiles(): { path: string; content: string }[] {
-  const dir = join(root, 'policies');
-  const out: { path: string; content: string }[] = [];
-  const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (/\.(ya?ml|json)$/.test(e.name)) out.push({ path: relative(dir, p), content: readFileSync(p, 'utf8') });
-    }
-  };
-  walk(dir);
-  return out;
-}
-
-interface TestAgent {
-  id: string;
-  served: string[];
-  /** Like kill -9: heartbeats stop, in-flight work is never answered. */
-  kill(): Promise<void>;
-  stop(): Promise<void>;
-}
-
-async function startAgent(
-  url: string | string[],
-  id: string,
-  opts: { jurisdiction: string; slots?: number; workMs?: number; carbon?: number },
-): Promise<TestAgent> {
-  const conn = await connectMesh({ servers: url, name: id, maxReconnectAttempts: -1, reconnectTimeWaitMs: 100 });
-  const mesh = natsAgentMesh(conn);
-  const slots = opts.slots ?? 4;
-  const instanceId = randomUUID();
-  let inFlight = 0;
-  let seq = 0;
-  let dead = false;
-  const served: string[] = [];
-  const stopServing = mesh.serveWork(id, async (work): Promise<WorkResult> => {
-    inFlight++;
-    served.push(work.event.id);
-    const started = Date.now();
-    // Simulated job duration (the agent's work, not a test wait).
-    if (opts.workMs) await new Promise((r) => setTimeout(r, opts.workMs));
-    inFlight--;
-    return {
-      schema: 'meshroute.result/v1',
-      workId: work.workId,
-      eventId: work.event.id,
-      eventSource: work.event.source,
-      agentId: id,
-      attempt: work.attempt,
-      ok: true,
-      output: { agent: id, echo: work.event.data ?? null },
-      queueMs: 0,
-      executionMs: Date.now() - started,
-      finishedAtMs: Date.now(),
-    };
-  });
-  const report = (status: CapacityReport['status']): CapacityReport => ({
-    schema: 'meshroute.capacity/v1',
-    agentId: id,
-    seq: ++seq,
-    instanceId,
-    sentAtMs: Date.now(),
-    heartbeatIntervalMs: 200,
-    status,
-    backends: ['wasm'],
-    region: `${opts.jurisdiction.toLowerCase()}-1`,
-    jurisdiction: opts.jurisdiction,
-    carbonIntensity: opts.carbon ?? 200,
-    carbonSource: 'fixed',
-    latencyP50Ms: opts.workMs ?? 1,
-    latencyP99Ms: (opts.workMs ?? 1) * 2,
-    slots,
-    freeSlots: Math.max(0, slots - inFlight),
-    inFlight,
-    queueDepth: 0,
-    costPerJob: '0.001',
-    labels: {},
-    versions: { agent: 'test' },
-    workloads: [],
-    facts: {},
-  });
-  const beat = () => {
-    if (!dead) mesh.publishCapacity(report('ready')).catch(() => undefined);
-  };
-  const timer = setInterval(beat, 200);
-  beat();
-  return {
-    id,
-    served,
-    async kill() {
-      dead = true;
-      clearInterval(timer);
-      await conn.close();
-    },
-    async stop() {
-      if (dead) return;
-      dead = true;
-      clearInterval(timer);
-      await mesh.publishCapacity(report('leaving')).catch(() => undefined);
-      await stopServing();
-      await conn.close();
-    },
-  };
-}
-
-interface TestRouter {
-  router: Router;
-  conn: MeshConnection;
-  /** Like kill -9: the connection dies, nothing is acked or answered any more. */
-  kill(): Promise<void>;
-  stop(): Promise<void>;
-}
-
-/**
- * A store as one router process sees it: after `kill()` every call fails, like the calls of a
- * process that died (its claims stay behind until they expire; nothing is released or completed).
- */
-function processView(inner: StateStore): { store: StateStore; kill(): void } {
-  let dead = false;
-  const guard = <T>(f: () => Promise<T>): Promise<T> => (dead ? Promise.reject(new Error('process is dead')) : f());
-  return {
-    kill: () => {
-      dead = true;
-    },
-    store: {
-      claim: (k, o, t) => guard(() => inner.claim(k, o, t)),
-      complete: (k, out, t) => guard(() => inner.complete(k, out, t)),
-      release: (k, o) => guard(() => inner.release(k, o)),
-      outcome: (k) => guard(() => inner.outcome(k)),
-      spend: (t, a, l, w) => guard(() => inner.spend(t, a, l, w)),
-      hit: (k, l, w) => guard(() => inner.hit(k, l, w)),
-      healthy: () => guard(() => inner.healthy()),
-      close: async () => undefined,
-    },
-  };
-}
-
-async function startRouter(
-  url: string | string[],
-  routerId: string,
-  shared: StateStore = memoryStateStore(),
-): Promise<TestRouter> {
-  const view = processView(shared);
-  const store = view.store;
-  const conn = await connectMesh({ servers: url, name: routerId, maxReconnectAttempts: -1, reconnectTimeWaitMs: 100 });
-  const holder = createPolicyHolder();
-  const loaded = holder.propose(policyFiles(), { source: 'policies' });
-  if (!loaded.ok) throw new Error(`shipped policies do not load: ${JSON.stringify(loaded.errors)}`);
-  const router = createRouter({
-    mesh: natsMesh(conn, { routerId }),
-    source: natsEventSource(conn, { maxInFlight: 256, ackWaitMs: 2_000 }),
-    store,
-    policies: holder,
-    routerId,
-    options: {
-      dispatchTimeoutMs: 5_000,
-      backoffBaseMs: 20,
-      backoffMaxMs: 200,
-      maxAttempts: 8,
-      nakDelayMs: 200,
-      claimTtlMs: 3_000,
-    },
-  });
-  await router.start();
-  let stopped = false;
-  return {
-    router,
-    conn,
-    async kill() {
-      stopped = true;
-      view.kill();
-      await conn.close();
-      await router.stop({ drainTimeoutMs: 0 });
-    },
-    async stop() {
-      if (stopped) return;
-      stopped = true;
-      await router.stop({ drainTimeoutMs: 1_000 });
-      await conn.close();
-    },
-  };
-}
-
-/** A producer publishing into the ingress with a reply inbox, collecting every answer. */
-async function startProducer(url: string | string[]) {
-  const conn = await connectMesh({
-    servers: url,
-    name: 'producer',
-    maxReconnectAttempts: -1,
-    reconnectTimeWaitMs: 100,
-  });
-  const inbox = `${meshNames().replyPrefix}.producer-${randomUUID().slice(0, 8)}`;
-  const answers = new Map<string, RouterAnswer[]>();
-  conn.nc.subscribe(`${inbox}.>`, {
-    callback: (_err, msg) => {
-      const a = JSON.parse(new TextDecoder().decode(msg.data)) as RouterAnswer;
-      const list = answers.get(a.id) ?? [];
-      list.push(a);
-      answers.set(a.id, list);
-    },
-  });
-  return {
-    answers,
-    async publish(event: CloudEventJson) {
-      // Retry publishes while the server restarts: de-duplicated by Nats-Msg-Id (source+id).
-      for (let i = 0; ; i++) {
-        try {
-          await publishEvent(conn, event, { replyTo: `${inbox}.${event.id}` });
-          return;
-        } catch (err) {
-          if (i >= 50) throw err;
-          await new Promise((r) => setTimeout(r, 200));
-        }
-      }
-    },
-    close: () => conn.close(),
-  };
-}
 
 /**
  * Every result message in a stream, by sequence (message gets: no consumer to place on a cluster
@@ -280,19 +41,7 @@ async function readStream(conn: MeshConnection, stream: string): Promise<WorkRes
   return out;
 }
 
-let seq = 0;
-function event(attrs: Record<string, unknown> = {}): CloudEventJson {
-  return {
-    specversion: '1.0',
-    id: `ev-${process.pid}-${++seq}`,
-    source: '/it/topology-cluster',
-    type: 'com.example.job',
-    datacontenttype: 'application/json',
-    workload: 'echo',
-    data: { n: seq },
-    ...attrs,
-  };
-}
+const { event } = eventFactory('/it/topology-cluster');
 
 describe('3-node JetStream cluster, replicas 3', () => {
   let cluster: TestNatsCluster;
@@ -311,13 +60,18 @@ describe('3-node JetStream cluster, replicas 3', () => {
 
   it('completes every event exactly once when the ingress stream leader is killed mid-run', async () => {
     const agents = await Promise.all(
-      ['core-a', 'core-b', 'core-c'].map((id) => startAgent(cluster.urls, id, { jurisdiction: 'DE', slots: 32 })),
+      ['core-a', 'core-b', 'core-c'].map((id) =>
+        startAgent(cluster.urls, id, { jurisdiction: 'DE', slots: 32, connection: RECONNECT_FOREVER }),
+      ),
     );
     for (const a of agents) cleanups.push(a.stop);
     // Routers share their state store (Redis in production): a redelivery that lands on the other
     // router is answered from the recorded outcome (or acked unanswered when already answered).
     const shared = memoryStateStore();
-    const routers = [await startRouter(cluster.urls, 'r-1', shared), await startRouter(cluster.urls, 'r-2', shared)];
+    const routers = [
+      await startRouter(cluster.urls, 'r-1', { store: shared, connection: RECONNECT_FOREVER }),
+      await startRouter(cluster.urls, 'r-2', { store: shared, connection: RECONNECT_FOREVER }),
+    ];
     for (const r of routers) cleanups.push(r.stop);
     // Events a router finished from the recorded outcome (redeliveries), for the failure report.
     const replayed = new Set<string>();
@@ -330,7 +84,7 @@ describe('3-node JetStream cluster, replicas 3', () => {
     await waitFor('routers to see the agents', () => routers.every((r) => r.router.agents().length === 3), {
       timeoutMs: 10_000,
     });
-    const producer = await startProducer(cluster.urls);
+    const producer = await startProducer(cluster.urls, { connection: RECONNECT_FOREVER });
     cleanups.push(producer.close);
 
     const admin = await connectMesh({ servers: cluster.urls, name: 'admin' });
