@@ -87,6 +87,30 @@ describe('router engine', () => {
     expect(mesh.dispatched.every((w) => EU_COUNTRIES.includes(w.agentId === 'de-1' ? 'DE' : 'US'))).toBe(true);
   });
 
+  it('hands work back instead of dead-lettering while no agent has been heard since a reconnect', async () => {
+    mesh.agents.set('de-1', async (w) => okResult(w));
+    await make({ heartbeatIntervalMs: 1_000, missedHeartbeatsBeforeLost: 3 });
+    clock.advance(5_000); // past the start-up window; the registry is empty
+    router.meshReconnected();
+    const early = delivery(cloudEvent('r1', {}), '_INBOX.r1');
+    await router.handleDelivery(early);
+    expect(early.naks).toHaveLength(1);
+    expect(early.acked).toBe(0);
+    expect(mesh.deadLetters).toHaveLength(0);
+    // The agent announces itself within the window: the redelivery runs.
+    mesh.heartbeat(capacity('de-1', { sentAtMs: clock.now() }));
+    const again = delivery(cloudEvent('r1', {}), '_INBOX.r1');
+    await router.handleDelivery(again);
+    expect(again.acked).toBe(1);
+    expect(mesh.dispatched.map((w) => w.agentId)).toEqual(['de-1']);
+    // Once the window has passed, no agent means a dead letter again.
+    clock.advance(10_000);
+    mesh.agents.clear();
+    const late = delivery(cloudEvent('r2', { residency: 'JP' }), '_INBOX.r2');
+    await router.handleDelivery(late);
+    expect(mesh.deadLetters[0]).toMatchObject({ eventId: 'r2', reason: 'NO_ELIGIBLE_AGENT' });
+  });
+
   it('dead-letters EU work with NO_ELIGIBLE_AGENT when no EU agent exists', async () => {
     mesh.agents.set('us-1', async (w) => okResult(w));
     await make();

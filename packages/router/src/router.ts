@@ -146,6 +146,13 @@ export interface Router {
   knowsWorkload(workload: string): boolean;
   /** Policy views of the live agents. */
   agents(): AgentView[];
+  /**
+   * Tell the router its mesh connection came back after an outage. While it was away it heard no
+   * heartbeats, so its registry may have dropped agents that are alive: for one loss window
+   * (`heartbeatIntervalMs` × `missedHeartbeatsBeforeLost`) work that finds no routable agent at all
+   * is handed back to ingress instead of being dead-lettered, until the agents announce themselves.
+   */
+  meshReconnected(): void;
   /** The live registry (read-only use). */
   readonly registry: AgentRegistry;
 }
@@ -226,6 +233,14 @@ export function createRouter(deps: CreateRouterOptions): Router {
     rttEwmaAlpha: options.rttEwmaAlpha,
     carbonMemoryMs: options.carbonMemoryMs,
   });
+  /** How long an agent may stay silent before it is lost: the registry's blind spot after an outage. */
+  const lossWindowMs = options.heartbeatIntervalMs * options.missedHeartbeatsBeforeLost;
+  /** Until then, work that finds no routable agent at all is handed back, not dead-lettered. */
+  let blindUntilMs = Number.NEGATIVE_INFINITY;
+  const registryHasRoutableAgent = (): boolean => {
+    for (const e of registry.entries()) if (registry.routable(e)) return true;
+    return false;
+  };
 
   const telemetry = createRouterTelemetry(routerId, () =>
     [...registry.entries()].map((e) => ({
@@ -489,6 +504,13 @@ export function createRouter(deps: CreateRouterOptions): Router {
           actor.send({ type: 'DEFERRED', delayMs, decisionId });
           return;
         }
+      }
+      if (now < blindUntilMs && !registryHasRoutableAgent()) {
+        // Started or reconnected moments ago and no agent heard yet: hand the event back rather
+        // than dead-letter it for a registry that has not caught up with the mesh.
+        logger.debug('no routable agent yet after start or reconnect; handing the event back', { eventId: event.id });
+        actor.send({ type: 'RELEASE' });
+        return;
       }
       publishDecision({ ...baseRecord(), outcome: 'no-eligible-agent', chosen: null });
       actor.send({
@@ -1082,9 +1104,16 @@ export function createRouter(deps: CreateRouterOptions): Router {
     routerId,
     options,
     registry,
+    meshReconnected() {
+      blindUntilMs = clock.now() + lossWindowMs;
+      logger.info('mesh reconnected: waiting one loss window for heartbeats before dead-lettering for lack of agents', {
+        untilMs: blindUntilMs,
+      });
+    },
     async start() {
       if (lifecycle !== 'idle') return;
       lifecycle = 'started';
+      blindUntilMs = clock.now() + lossWindowMs;
       unsubscribeCapacity = mesh.onCapacity(onCapacity);
       try {
         const snapshot = await mesh.snapshotCapacity();

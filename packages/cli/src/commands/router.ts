@@ -277,6 +277,14 @@ export async function startRouterProcess(options: RouterProcessOptions = {}): Pr
     }
 
     await router.start();
+    // After a NATS outage the registry heard no heartbeats: give agents one loss window to
+    // announce themselves before work is dead-lettered for lack of agents.
+    void (async () => {
+      for await (const s of conn.status()) {
+        if (s.type === 'reconnected') router.meshReconnected();
+        if (s.type === 'closed') break;
+      }
+    })();
     void (async () => {
       for await (const s of router.status()) {
         if (s.type === 'storeDegraded') logger.warn('router degraded: state store unavailable', { error: s.error });
