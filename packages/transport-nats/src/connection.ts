@@ -116,6 +116,7 @@ export function natsClientOptions(opts: ResolvedNatsOptions): NodeConnectionOpti
     pingInterval: opts.pingIntervalMs,
     waitOnFirstConnect: opts.waitOnFirstConnect,
     inboxPrefix: opts.inboxPrefix,
+    noAsyncTraces: !opts.asyncTraces,
   };
   const enc = new TextEncoder();
   let authenticator: Authenticator | undefined;
