@@ -176,7 +176,8 @@ function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
 
-interface AgentFlags extends NatsFlags {
+/** Parsed flags of {@link addAgentOptions} (plus `--backend` and the NATS flags). */
+export interface AgentFlags extends NatsFlags {
   backend: Backend;
   id: string;
   region: string;
@@ -194,11 +195,16 @@ interface AgentFlags extends NatsFlags {
   natsUrl: string;
 }
 
-/** Register `meshroute agent`. */
-export function register(program: Command, ctx: CliContext): void {
-  addNatsOptions(program.command('agent'))
-    .description('run a compute agent: take work addressed to it, run it on a backend, heartbeat capacity')
-    .addOption(new Option('--backend <kind>', 'execution backend').choices([...BACKENDS]).makeOptionMandatory())
+/**
+ * Adds the agent flags (`--id`, `--region`, `--jurisdiction`, `--carbon`, `--carbon-location`,
+ * `--slots`, `--label`, `--cost`, `--heartbeat-interval-ms`, `--drain-grace-ms`, `--max-queued`,
+ * `--artifact-cache-bytes`, `--workload`) to `command` and returns it. `--backend` and the NATS
+ * flags are the caller's (`meshroute agent` and the edge agent executable accept different
+ * backends). Parsed, they become {@link AgentFlags}; {@link agentProcessOptions} turns them into
+ * {@link AgentProcessOptions}.
+ */
+export function addAgentOptions(command: Command): Command {
+  return command
     .requiredOption('--id <id>', 'agent id (letters, digits, _ and -)')
     .requiredOption('--region <region>', 'region name, e.g. eu-west or FR')
     .requiredOption('--jurisdiction <cc>', 'ISO 3166-1 alpha-2 country whose law applies here, e.g. DE')
@@ -230,49 +236,66 @@ export function register(program: Command, ctx: CliContext): void {
       DEFAULT_MAX_QUEUED,
     )
     .option('--artifact-cache-bytes <n>', 'artifact cache bound', positiveInt('--artifact-cache-bytes'))
-    .option('--workload <name>', 'only run this workload (repeatable)', collect, [])
-    .action(async (flags: AgentFlags) => {
-      const log = ctx.logger('agent');
-      const proc = await startAgentProcess({
-        backend: flags.backend,
-        id: flags.id,
-        region: flags.region,
-        jurisdiction: flags.jurisdiction,
-        carbon: flags.carbon,
-        ...(flags.carbonLocation ? { carbonLocation: flags.carbonLocation } : {}),
-        slots: flags.slots,
-        labels: flags.label,
-        cost: flags.cost,
-        heartbeatIntervalMs: flags.heartbeatIntervalMs,
-        drainGraceMs: flags.drainGraceMs,
-        maxQueued: flags.maxQueued,
-        ...(flags.artifactCacheBytes !== undefined ? { artifactCacheBytes: flags.artifactCacheBytes } : {}),
-        workloads: flags.workload,
-        nats: natsConnectOptions(flags),
-        logger: log,
-      });
-      log.info('agent ready', {
-        id: flags.id,
-        backend: flags.backend,
-        region: flags.region,
-        jurisdiction: flags.jurisdiction,
-      });
-      const signalled = new Promise<NodeJS.Signals>((resolve) => {
-        process.once('SIGTERM', () => resolve('SIGTERM'));
-        process.once('SIGINT', () => resolve('SIGINT'));
-      });
-      const outcome = await Promise.race([
-        signalled.then((signal) => ({ kind: 'signal' as const, signal })),
-        proc.closed().then((error) => ({ kind: 'closed' as const, error })),
-      ]);
-      if (outcome.kind === 'signal') {
-        log.info('draining', { signal: outcome.signal, graceMs: flags.drainGraceMs });
-        await proc.stop();
-        log.info('agent left the mesh', { status: proc.agent.status() });
-      } else {
-        log.error('mesh connection closed', { error: outcome.error?.message });
-        await proc.agent.stop();
-        ctx.exitCode = 1;
-      }
+    .option('--workload <name>', 'only run this workload (repeatable)', collect, []);
+}
+
+/**
+ * The {@link AgentProcessOptions} that parsed agent flags stand for (NATS connection options
+ * included); `backendOptions` tunes the backend (e.g. the edge executable's bundled wasm worker).
+ * The caller adds its `logger`.
+ */
+export function agentProcessOptions(flags: AgentFlags, backendOptions?: BackendKindOptions): AgentProcessOptions {
+  return {
+    backend: flags.backend,
+    id: flags.id,
+    region: flags.region,
+    jurisdiction: flags.jurisdiction,
+    carbon: flags.carbon,
+    ...(flags.carbonLocation ? { carbonLocation: flags.carbonLocation } : {}),
+    slots: flags.slots,
+    labels: flags.label,
+    cost: flags.cost,
+    heartbeatIntervalMs: flags.heartbeatIntervalMs,
+    drainGraceMs: flags.drainGraceMs,
+    maxQueued: flags.maxQueued,
+    ...(flags.artifactCacheBytes !== undefined ? { artifactCacheBytes: flags.artifactCacheBytes } : {}),
+    workloads: flags.workload,
+    nats: natsConnectOptions(flags),
+    ...(backendOptions !== undefined ? { backendOptions } : {}),
+  };
+}
+
+/** Register `meshroute agent`. */
+export function register(program: Command, ctx: CliContext): void {
+  addAgentOptions(
+    addNatsOptions(program.command('agent'))
+      .description('run a compute agent: take work addressed to it, run it on a backend, heartbeat capacity')
+      .addOption(new Option('--backend <kind>', 'execution backend').choices([...BACKENDS]).makeOptionMandatory()),
+  ).action(async (flags: AgentFlags) => {
+    const log = ctx.logger('agent');
+    const proc = await startAgentProcess({ ...agentProcessOptions(flags), logger: log });
+    log.info('agent ready', {
+      id: flags.id,
+      backend: flags.backend,
+      region: flags.region,
+      jurisdiction: flags.jurisdiction,
     });
+    const signalled = new Promise<NodeJS.Signals>((resolve) => {
+      process.once('SIGTERM', () => resolve('SIGTERM'));
+      process.once('SIGINT', () => resolve('SIGINT'));
+    });
+    const outcome = await Promise.race([
+      signalled.then((signal) => ({ kind: 'signal' as const, signal })),
+      proc.closed().then((error) => ({ kind: 'closed' as const, error })),
+    ]);
+    if (outcome.kind === 'signal') {
+      log.info('draining', { signal: outcome.signal, graceMs: flags.drainGraceMs });
+      await proc.stop();
+      log.info('agent left the mesh', { status: proc.agent.status() });
+    } else {
+      log.error('mesh connection closed', { error: outcome.error?.message });
+      await proc.agent.stop();
+      ctx.exitCode = 1;
+    }
+  });
 }
