@@ -1,64 +1,32 @@
 /**
- * What the router needs from a policy bundle, written structurally after the `@meshroute/policy`
- * contract so that a real `PolicyBundle` (or a `PolicyHolder`) satisfies it as is.
+ * What the router needs from a policy bundle. The data types (agent view, decision, decide
+ * options) are those of `@meshroute/policy`; the bundle and holder interfaces stay narrow (only
+ * what the router calls), so a real `PolicyBundle` or `PolicyHolder` satisfies them as is and a
+ * test can hand in a small fake.
  */
-import type { DecisionRecord } from '@meshroute/mesh';
+import type { CloudEventJson } from '@meshroute/mesh';
+import type { AgentView, DecideOptions, Decision } from '@meshroute/policy';
 
-/** The policy engine's view of one agent (built by the router from the registry). */
-export interface AgentView {
-  id: string;
-  backends: string[];
-  region: string;
-  jurisdiction: string;
-  /** Grid carbon intensity, gCO2e/kWh. */
-  carbonIntensity: number;
-  latencyP50Ms: number;
-  latencyP99Ms: number;
-  /** Measured network RTT + expected queue wait + observed execution p50, ms. */
-  estimatedLatencyMs: number;
-  freeSlots: number;
-  inFlight: number;
-  queueDepth: number;
-  costPerJob: number;
-  labels: Record<string, string>;
-  status: string;
-  workloads: string[];
-}
-
-/** A CloudEvent in structured-mode JSON (the mesh contract's `CloudEventJson`). */
-export type RouterEvent = {
-  specversion: '1.0';
-  id: string;
-  source: string;
-  type: string;
-  [attribute: string]: unknown;
+export type {
+  /** The policy engine's view of one agent (built by the router from the registry). */
+  AgentView,
+  /** Options of {@link PlacementPolicy.decide}. */
+  DecideOptions,
 };
 
-/** One decision of a policy bundle. */
-export interface PolicyDecision {
-  outcome: 'routed' | 'no-eligible-agent' | 'policy-error';
-  chosen: AgentView | undefined;
-  /** Every eligible agent, best first. */
-  ranking: { agentId: string; score: number }[];
-  excluded: { agentId: string; rules: string[] }[];
-  record: DecisionRecord;
-}
+/** A CloudEvent in structured-mode JSON (the mesh contract's `CloudEventJson`). */
+export type RouterEvent = CloudEventJson;
 
-/** Options of {@link PlacementPolicy.decide}. */
-export interface DecideOptions {
-  decisionId?: string;
-  nowMs?: number;
-  registryRevision?: number;
-  topK?: number;
-}
+/** One decision of a policy bundle (`Decision` of `@meshroute/policy`). */
+export type PolicyDecision = Decision;
 
-/** A loaded policy bundle (`PolicyBundle` of `@meshroute/policy`). */
+/** A loaded policy bundle: the part of `PolicyBundle` (`@meshroute/policy`) the router calls. */
 export interface PlacementPolicy {
   readonly digest: string;
   decide(event: RouterEvent, agents: readonly AgentView[], options?: DecideOptions): PolicyDecision;
 }
 
-/** Something that holds the active bundle (`PolicyHolder` of `@meshroute/policy`). */
+/** Something that holds the active bundle: the part of `PolicyHolder` (`@meshroute/policy`) the router calls. */
 export interface PolicySource {
   current(): PlacementPolicy | undefined;
 }
