@@ -190,12 +190,19 @@ describe('router on a real nats-server', () => {
     cleanups.push(a.stop, b.stop);
     const r = await startRouter(nats.url, 'r-failover');
     cleanups.push(r.stop);
-    await waitFor('condition', () => r.router.agents().length >= 2, { timeoutMs: 5_000 });
+    await waitFor(
+      'victim and survivor routable',
+      () => {
+        const ids = r.router.agents().map((v) => v.id);
+        return ids.includes(a.id) && ids.includes(b.id);
+      },
+      { timeoutMs: 10_000 },
+    );
     const producer = await startProducer(nats.url, { connection: RECONNECT });
     cleanups.push(producer.close);
     const events = Array.from({ length: 6 }, () => event({ residency: 'eu' }));
     await Promise.all(events.map((e) => producer.publish(e)));
-    await waitFor('condition', () => a.served.length >= 6, { timeoutMs: 10_000 });
+    await waitFor('the victim holding all six items', () => a.served.length >= 6, { timeoutMs: 30_000 });
     await a.kill();
     await waitFor('condition', () => events.every((e) => producer.answers.has(e.id)), { timeoutMs: 20_000 });
     for (const e of events) {
