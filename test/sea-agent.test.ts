@@ -174,8 +174,10 @@ describe('edge agent single executable', () => {
     const ok = await mesh.dispatch(work('sea-edge-1', 'checksum', '123456789'), { timeoutMs: 20_000 });
     expect(ok).toMatchObject({ ok: true, agentId: 'sea-edge-1', output: 'cbf43926' });
 
+    // Only a heartbeat sent after this dispatch counts: the checksum job above also filled the slot.
+    const since = Date.now();
     const inflight = mesh.dispatch(work('sea-edge-1', 'spin', '', 60_000), { timeoutMs: 60_000 });
-    await heartbeatOf('sea-edge-1', (h) => h.inFlight === 1);
+    await heartbeatOf('sea-edge-1', (h) => h.inFlight === 1 && h.sentAtMs >= since);
     agent.child.kill('SIGTERM');
     const draining = await heartbeatOf('sea-edge-1', (h) => h.status === 'draining');
     expect(await inflight).toMatchObject({ ok: true, agentId: 'sea-edge-1' });
