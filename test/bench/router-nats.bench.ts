@@ -135,15 +135,27 @@ function eventBytes(extra: Record<string, unknown> = {}): Uint8Array {
   );
 }
 
-async function throughput(n: number, concurrency: number, one: (i: number) => Promise<unknown>): Promise<number> {
+/** CPU time of this process (router, agent and producer together) in µs since `since`. */
+function cpuUs(since: NodeJS.CpuUsage): number {
+  const d = process.cpuUsage(since);
+  return d.user + d.system;
+}
+
+/** Events/s and this process's CPU µs per event (less sensitive to a busy machine than wall time). */
+async function throughput(
+  n: number,
+  concurrency: number,
+  one: (i: number) => Promise<unknown>,
+): Promise<{ rate: number; cpuUsPerEvent: number }> {
   let next = 0;
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
       while (next < n) await one(next++);
     }),
   );
-  return n / ((performance.now() - t0) / 1000);
+  return { rate: n / ((performance.now() - t0) / 1000), cpuUsPerEvent: Math.round(cpuUs(c0) / n) };
 }
 
 const server = await startNatsServer();
@@ -219,12 +231,14 @@ try {
 
   const n = 20_000;
   const concurrency = 512;
-  const oursTput = await throughput(n, concurrency, () =>
+  const ours = await throughput(n, concurrency, () =>
     producer.nc.request('bench.router.ingress', eventBytes(), { timeout: 30_000 }),
   );
-  const directTput = await throughput(n, concurrency, () =>
+  const direct2 = await throughput(n, concurrency, () =>
     producer.nc.request('meshroute.work.noop-agent', workBytes, { timeout: 30_000 }),
   );
+  const oursTput = ours.rate;
+  const directTput = direct2.rate;
   reportBench({
     bench: 'router.throughput.core',
     unit: 'events/s',
@@ -235,6 +249,8 @@ try {
     higherIsBetter: true,
     events: n,
     concurrency,
+    cpuUsPerEvent: ours.cpuUsPerEvent,
+    baselineCpuUsPerEvent: direct2.cpuUsPerEvent,
     target: 'ratio >= 0.5',
   });
 
@@ -269,10 +285,12 @@ try {
       if (s.type === 'workFinished' && ++finished >= jsN) allDone();
     }
   })();
+  const cJs = process.cpuUsage();
   const tJs = performance.now();
   await jsRouter.start();
   await done;
   const jsRate = jsN / ((performance.now() - tJs) / 1000);
+  const jsCpuUsPerEvent = Math.round(cpuUs(cJs) / jsN);
   reportBench({
     bench: 'router.throughput.jetstream',
     unit: 'events/s',
@@ -283,6 +301,7 @@ try {
     higherIsBetter: true,
     events: jsN,
     publishRate: Math.round(publishRate),
+    cpuUsPerEvent: jsCpuUsPerEvent,
     storage: 'memory',
     target: '>= 10000 events/s',
   });
