@@ -52,8 +52,14 @@ export interface WorkItemInput {
   effects: WorkItemEffects;
 }
 
-/** What the machine remembers. */
-export interface WorkItemContext extends WorkItemInput {
+/**
+ * What the machine remembers. The input is kept whole under `input` rather than spread into
+ * the context: XState copies the context on every `assign` (`Object.assign({}, context, …)`),
+ * and past 16 properties V8 turns those copies into slow dictionary-mode objects (several µs
+ * per transition, and slower reads of every field afterwards).
+ */
+export interface WorkItemContext {
+  input: WorkItemInput;
   attempt: number;
   agentId: string | undefined;
   decisionId: string | undefined;
@@ -107,19 +113,22 @@ export const workItemMachine = setup({
     backoff: ({ context }) => context.backoffMs,
     deferral: ({ context }) => context.deferMs,
     queueTimeout: ({ context }) =>
-      Math.max(0, context.maxQueueWaitMs - (context.now() - (context.queuedSinceMs ?? context.now()))),
+      Math.max(
+        0,
+        context.input.maxQueueWaitMs - (context.input.now() - (context.queuedSinceMs ?? context.input.now())),
+      ),
   },
   guards: {
     currentAttempt: ({ context, event }) => 'attempt' in event && event.attempt === context.attempt,
     canRetry: ({ context, event }) =>
-      'attempt' in event && event.attempt === context.attempt && context.attempt < context.maxAttempts,
+      'attempt' in event && event.attempt === context.attempt && context.attempt < context.input.maxAttempts,
   },
   actions: {
-    place: ({ context }) => context.effects.place(context),
+    place: ({ context }) => context.input.effects.place(context),
     dispatch: ({ context }) =>
-      context.effects.dispatch(context.attempt, context.agentId as string, context.decisionId as string),
-    enterQueue: ({ context }) => context.effects.queue(true),
-    leaveQueue: ({ context }) => context.effects.queue(false),
+      context.input.effects.dispatch(context.attempt, context.agentId as string, context.decisionId as string),
+    enterQueue: ({ context }) => context.input.effects.queue(true),
+    leaveQueue: ({ context }) => context.input.effects.queue(false),
     deadLetter: assign(({ event }) =>
       event.type === 'DEAD_LETTER' ? { deadLetterReason: event.reason, error: event.error } : {},
     ),
@@ -128,7 +137,7 @@ export const workItemMachine = setup({
   id: 'workItem',
   initial: 'received',
   context: ({ input }) => ({
-    ...input,
+    input,
     attempt: 1,
     agentId: undefined,
     decisionId: undefined,
@@ -168,7 +177,7 @@ export const workItemMachine = setup({
         QUEUED: {
           target: 'queued',
           actions: assign(({ context, event }) => ({
-            queuedSinceMs: context.queuedSinceMs ?? context.now(),
+            queuedSinceMs: context.queuedSinceMs ?? context.input.now(),
             decisionIds:
               event.decisionId && !context.decisionIds.includes(event.decisionId)
                 ? [...context.decisionIds, event.decisionId]
@@ -195,9 +204,9 @@ export const workItemMachine = setup({
             deadLetterReason: 'NO_ELIGIBLE_AGENT' as const,
             error: {
               code: 'NO_ELIGIBLE_AGENT' as const,
-              message: `every eligible agent stayed busy for ${context.maxQueueWaitMs} ms`,
+              message: `every eligible agent stayed busy for ${context.input.maxQueueWaitMs} ms`,
               retryable: true,
-              details: { queuedMs: context.maxQueueWaitMs },
+              details: { queuedMs: context.input.maxQueueWaitMs },
             },
           })),
         },
@@ -234,7 +243,12 @@ export const workItemMachine = setup({
             target: 'backoff',
             actions: assign(({ context, event }) => ({
               error: event.error,
-              backoffMs: backoffDelayMs(context.attempt, context.backoffBaseMs, context.backoffMaxMs, context.random),
+              backoffMs: backoffDelayMs(
+                context.attempt,
+                context.input.backoffBaseMs,
+                context.input.backoffMaxMs,
+                context.input.random,
+              ),
               attempt: context.attempt + 1,
             })),
           },
@@ -252,10 +266,10 @@ export const workItemMachine = setup({
     backoff: {
       after: { backoff: 'placing' },
     },
-    succeeded: { type: 'final', entry: ({ context }) => context.effects.finish('succeeded', context) },
-    failed: { type: 'final', entry: ({ context }) => context.effects.finish('failed', context) },
-    deadLettered: { type: 'final', entry: ({ context }) => context.effects.finish('deadLettered', context) },
-    duplicate: { type: 'final', entry: ({ context }) => context.effects.finish('duplicate', context) },
-    released: { type: 'final', entry: ({ context }) => context.effects.finish('released', context) },
+    succeeded: { type: 'final', entry: ({ context }) => context.input.effects.finish('succeeded', context) },
+    failed: { type: 'final', entry: ({ context }) => context.input.effects.finish('failed', context) },
+    deadLettered: { type: 'final', entry: ({ context }) => context.input.effects.finish('deadLettered', context) },
+    duplicate: { type: 'final', entry: ({ context }) => context.input.effects.finish('duplicate', context) },
+    released: { type: 'final', entry: ({ context }) => context.input.effects.finish('released', context) },
   },
 });
