@@ -85,6 +85,8 @@ export interface RouterProcessOptions {
   routerOptions?: RouterOptions;
   /** Skip stream/bucket provisioning (already done). @default false */
   skipProvision?: boolean;
+  /** JetStream replicas of the streams and buckets it provisions (3 on a 3-node cluster). @default 1 */
+  replicas?: number;
   /**
    * Check events against the workload registry (NATS KV): unregistered workloads are refused
    * (HTTP 422, dead letter `WORKLOAD_NOT_FOUND`) and agents that cannot run a workload are never
@@ -208,7 +210,9 @@ export async function startRouterProcess(options: RouterProcessOptions = {}): Pr
   });
   const cleanups: (() => Promise<void> | void)[] = [];
   try {
-    if (!options.skipProvision) await provisionMesh(conn);
+    if (!options.skipProvision) {
+      await provisionMesh(conn, options.replicas !== undefined ? { replicas: options.replicas } : {});
+    }
     let store: StateStore;
     if (options.redisUrl) {
       const redis = redisStateStore(options.redisUrl, { logger: logger.child({ component: 'store-redis' }) });
@@ -404,6 +408,13 @@ interface RouterFlags extends NatsFlags {
   policies?: string;
   redisUrl?: string;
   routerId?: string;
+  replicas?: number;
+}
+
+function replicasFlag(value: string): number {
+  if (!/^[1-5]$/.test(value))
+    throw new ConfigError('--replicas', `must be an integer from 1 to 5, got ${JSON.stringify(value)}`);
+  return Number(value);
 }
 
 /** Register `meshroute router`. */
@@ -414,6 +425,14 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--policies <dir>', 'policy bundle directory (hot reloaded)')
     .addOption(new Option('--redis-url <url>', 'shared router state in Redis').env('MESHROUTE_REDIS_URL'))
     .option('--router-id <id>', 'router id (decision records, claims)')
+    .addOption(
+      new Option(
+        '--replicas <n>',
+        'JetStream replicas of the streams and buckets it provisions (3 on a 3-node cluster)',
+      )
+        .argParser(replicasFlag)
+        .env('MESHROUTE_JETSTREAM_REPLICAS'),
+    )
     .addOption(
       new Option('--http-tokens <file>', 'HTTP bearer tokens: token=tenant lines or a JSON object').env(
         'MESHROUTE_HTTP_TOKENS',
@@ -452,6 +471,7 @@ export function register(program: Command, ctx: CliContext): void {
         ...(flags.policies ? { policiesDir: flags.policies } : {}),
         ...(flags.redisUrl ? { redisUrl: flags.redisUrl } : {}),
         ...(flags.routerId ? { routerId: flags.routerId } : {}),
+        ...(flags.replicas !== undefined ? { replicas: flags.replicas } : {}),
         logger: log,
       });
       const scheme = httpAuth && 'mtls' in httpAuth ? 'https' : 'http';
