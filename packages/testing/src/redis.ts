@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCode, MeshError } from '@meshroute/mesh';
 import { freePort } from '@meshroute/transport-nats';
+import { killOnExit } from '@meshroute/transport-nats/internal';
 import { trackResource } from './cleanup.js';
 import { waitFor } from './wait.js';
 
@@ -72,9 +73,6 @@ const NON_TERMINATING_SIGNALS: ReadonlySet<string> = new Set([
   'SIGWINCH',
 ]);
 
-const live = new Set<ChildProcess>();
-let hooked = false;
-
 async function pong(host: string, port: number): Promise<boolean> {
   return await new Promise<boolean>((resolve) => {
     const sock = tcpConnect({ host, port });
@@ -136,22 +134,7 @@ export async function startRedisServer(options: StartRedisServerOptions = {}): P
       });
       c.once('exit', () => resolve());
     });
-    if (!hooked) {
-      hooked = true;
-      const killAll = () => {
-        for (const p of live) p.kill('SIGKILL');
-      };
-      process.once('exit', killAll);
-      // A test runner stops its workers with a signal, which skips 'exit' handlers.
-      for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
-        process.once(sig, () => {
-          killAll();
-          if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
-        });
-      }
-    }
-    live.add(c);
-    void exited.then(() => live.delete(c));
+    killOnExit(c);
     try {
       const state = await waitFor(
         'redis-server to answer PING',

@@ -3,3 +3,4 @@
 export { natsClientOptions } from './connection.js';
 export { isNatsTimeout, isNoResponders } from './errors.js';
 export { isSubjectToken } from './options.js';
+export { killOnExit } from './server-process.js';

@@ -309,7 +309,12 @@ const NON_TERMINATING_SIGNALS: ReadonlySet<string> = new Set([
 /** Kill every live child on process exit or a terminating signal, so a stopped test run leaves no orphan servers. */
 const liveChildren = new Set<ChildProcess>();
 let exitHookInstalled = false;
-function track(child: ChildProcess): void {
+/**
+ * Kill `child` with SIGKILL if this process exits or is stopped by SIGTERM/SIGINT/SIGHUP while it
+ * still runs (used for nats-server here and redis-server in the test harness).
+ * @internal
+ */
+export function killOnExit(child: ChildProcess): void {
   if (!exitHookInstalled) {
     exitHookInstalled = true;
     const killAll = () => {
@@ -437,7 +442,7 @@ class SpawnedNats implements NatsServerProcess {
       child.once('exit', (code, signal) => resolve({ code, signal }));
     });
     this.exitPromise = exited.then(() => undefined);
-    track(child);
+    killOnExit(child);
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<'timeout'>((resolve) => {
       timer = setTimeout(() => resolve('timeout'), this.o.startTimeoutMs);
