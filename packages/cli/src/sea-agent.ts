@@ -11,7 +11,13 @@
 import { MeshError } from '@meshroute/mesh';
 import { Command, CommanderError, Option } from 'commander';
 import { pino } from 'pino';
-import { type AgentFlags, addAgentOptions, agentProcessOptions, startAgentProcess } from './commands/agent.js';
+import {
+  type AgentFlags,
+  addAgentOptions,
+  agentProcessOptions,
+  runAgentUntilStopped,
+  startAgentProcess,
+} from './commands/agent.js';
 import { meshrouteVersion } from './commands/version.js';
 import { pinoLogger } from './context.js';
 import { addNatsOptions } from './nats-options.js';
@@ -47,23 +53,7 @@ async function run(argv: string[]): Promise<number> {
       logger: log,
     });
     log.info('agent ready', { id: flags.id, backend: 'wasm', region: flags.region, executable: 'sea' });
-    const signalled = new Promise<NodeJS.Signals>((resolve) => {
-      process.once('SIGTERM', () => resolve('SIGTERM'));
-      process.once('SIGINT', () => resolve('SIGINT'));
-    });
-    const outcome = await Promise.race([
-      signalled.then((signal) => ({ kind: 'signal' as const, signal })),
-      proc.closed().then((error) => ({ kind: 'closed' as const, error })),
-    ]);
-    if (outcome.kind === 'signal') {
-      log.info('draining', { signal: outcome.signal, graceMs: flags.drainGraceMs });
-      await proc.stop();
-      log.info('agent left the mesh', { status: proc.agent.status() });
-    } else {
-      log.error('mesh connection closed', { error: outcome.error?.message });
-      await proc.agent.stop();
-      exitCode = 1;
-    }
+    exitCode = await runAgentUntilStopped(proc, log, flags.drainGraceMs);
   });
   try {
     await program.parseAsync(argv);

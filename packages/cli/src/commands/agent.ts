@@ -94,6 +94,35 @@ export interface AgentProcess {
   closed(): Promise<Error | undefined>;
 }
 
+/**
+ * Serve until SIGTERM/SIGINT (then drain within the grace period and leave the mesh: exit code 0)
+ * or until the mesh connection closes for good (stop at once: exit code 1). Shared by
+ * `meshroute agent` and the edge agent executable.
+ */
+export async function runAgentUntilStopped(
+  proc: AgentProcess,
+  log: Logger,
+  drainGraceMs: number | undefined,
+): Promise<number> {
+  const signalled = new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
+  const outcome = await Promise.race([
+    signalled.then((signal) => ({ kind: 'signal' as const, signal })),
+    proc.closed().then((error) => ({ kind: 'closed' as const, error })),
+  ]);
+  if (outcome.kind === 'signal') {
+    log.info('draining', { signal: outcome.signal, graceMs: drainGraceMs });
+    await proc.stop();
+    log.info('agent left the mesh', { status: proc.agent.status() });
+    return 0;
+  }
+  log.error('mesh connection closed', { error: outcome.error?.message });
+  await proc.agent.stop();
+  return 1;
+}
+
 /** Start a compute agent connected to the mesh. */
 export async function startAgentProcess(options: AgentProcessOptions): Promise<AgentProcess> {
   const logger = options.logger ?? noopLogger;
@@ -280,22 +309,6 @@ export function register(program: Command, ctx: CliContext): void {
       region: flags.region,
       jurisdiction: flags.jurisdiction,
     });
-    const signalled = new Promise<NodeJS.Signals>((resolve) => {
-      process.once('SIGTERM', () => resolve('SIGTERM'));
-      process.once('SIGINT', () => resolve('SIGINT'));
-    });
-    const outcome = await Promise.race([
-      signalled.then((signal) => ({ kind: 'signal' as const, signal })),
-      proc.closed().then((error) => ({ kind: 'closed' as const, error })),
-    ]);
-    if (outcome.kind === 'signal') {
-      log.info('draining', { signal: outcome.signal, graceMs: flags.drainGraceMs });
-      await proc.stop();
-      log.info('agent left the mesh', { status: proc.agent.status() });
-    } else {
-      log.error('mesh connection closed', { error: outcome.error?.message });
-      await proc.agent.stop();
-      ctx.exitCode = 1;
-    }
+    ctx.exitCode = await runAgentUntilStopped(proc, log, flags.drainGraceMs);
   });
 }
