@@ -19,15 +19,20 @@ import {
   noopLogger,
   systemClock,
   TimeoutError,
+  TransportError,
   type WorkItem,
   type WorkResult,
 } from '@meshroute/mesh';
-import type { MsgHdrs } from '@nats-io/nats-core';
+import { type Msg, type MsgHdrs, headers as natsHeaders } from '@nats-io/nats-core';
 import type { MeshConnection } from './connection.js';
-import { isNatsTimeout, isNoResponders, mapNatsError } from './errors.js';
+import { mapNatsError } from './errors.js';
 import { headersFromMap } from './headers.js';
 import { lazyKv } from './kv-util.js';
 import { isSubjectToken } from './options.js';
+import { createRequestMux } from './request-mux.js';
+
+/** The JetStream de-duplication header. */
+const MSG_ID_HEADER = 'Nats-Msg-Id';
 
 /** W3C trace context headers carried from a work item to its NATS request. */
 export const TRACE_HEADERS = ['traceparent', 'tracestate'] as const;
@@ -88,20 +93,53 @@ export function natsMesh(conn: MeshConnection, options: NatsMeshOptions): Mesh {
   const unsubs = new Set<() => void>();
   const timeoutMs = conn.info.jetstreamTimeoutMs;
 
+  const mux = createRequestMux(conn, clock);
+
+  /**
+   * A JetStream publish through the mux: the stream's acknowledgement (`{stream, seq}`) or its
+   * error (`{error: {code, err_code, description}}`), a 503 status when no stream listens.
+   */
   const jsPublish = async (
     subject: string,
     body: Uint8Array,
     msgID: string | undefined,
     what: string,
   ): Promise<void> => {
+    const description = `${what} to ${subject}`;
+    let headers: MsgHdrs | undefined;
+    if (msgID !== undefined) {
+      headers = natsHeaders();
+      headers.set(MSG_ID_HEADER, msgID);
+    }
+    const reply = await mux.request(subject, body, {
+      timeoutMs,
+      what: description,
+      ...(headers ? { headers } : {}),
+    });
+    if (reply.headers?.code === 503) {
+      throw new TransportError(`${description}: no stream listens on ${subject} (no responders)`, {
+        details: { subject, reason: 'no-responders' },
+      });
+    }
+    let ack: { stream?: unknown; error?: { code?: number; err_code?: number; description?: string } };
     try {
-      await conn.js.publish(
-        subject,
-        body,
-        msgID === undefined ? { timeout: timeoutMs } : { msgID, timeout: timeoutMs },
-      );
+      ack = reply.json();
     } catch (err) {
-      throw mapNatsError(err, `${what} to ${subject}`, timeoutMs);
+      throw new TransportError(`${description}: unreadable acknowledgement`, { cause: err });
+    }
+    if (ack.error !== undefined) {
+      const text = ack.error.description ?? `error ${ack.error.code}`;
+      throw new MeshError(
+        /permission/i.test(text) ? ErrorCode.PERMISSION_DENIED : ErrorCode.TRANSPORT_ERROR,
+        `${description}: ${text}`,
+        {
+          retryable: !/permission/i.test(text),
+          details: { apiCode: ack.error.err_code ?? ack.error.code ?? null },
+        },
+      );
+    }
+    if (typeof ack.stream !== 'string' || ack.stream === '') {
+      throw new TransportError(`${description}: invalid acknowledgement`);
     }
   };
 
@@ -109,59 +147,48 @@ export function natsMesh(conn: MeshConnection, options: NatsMeshOptions): Mesh {
     async dispatch(work: WorkItem, opts: { timeoutMs: number; signal?: AbortSignal }): Promise<WorkResult> {
       const body = encodeMessage('meshroute.work/v1', work);
       const subject = names.workSubject(work.agentId);
-      const trace = new Map<string, string>();
+      let headers: MsgHdrs | undefined;
       for (const h of TRACE_HEADERS) {
         const v = work[h];
-        if (v !== undefined) trace.set(h, v);
+        if (v === undefined) continue;
+        headers ??= natsHeaders();
+        headers.set(h, v);
       }
-      const headers: MsgHdrs | undefined = trace.size > 0 ? headersFromMap(trace) : undefined;
       const what = `dispatch of work ${work.workId} (attempt ${work.attempt}) to agent ${work.agentId}`;
-      if (opts.signal?.aborted) throw abortError(opts.signal, what);
-      const started = clock.monotonicMs();
-      const request = conn.nc.request(
-        subject,
-        body,
-        headers ? { timeout: opts.timeoutMs, headers } : { timeout: opts.timeoutMs },
-      );
-      let onAbort: (() => void) | undefined;
-      const aborted = new Promise<never>((_, reject) => {
-        if (opts.signal === undefined) return;
-        onAbort = () => reject(abortError(opts.signal as AbortSignal, what));
-        opts.signal.addEventListener('abort', onAbort, { once: true });
-      });
+      let reply: Msg;
       try {
-        const reply = await Promise.race([request, aborted]);
-        if (reply.headers?.hasError) {
-          throw new MeshError(
-            ErrorCode.AGENT_REJECTED,
-            `${what}: agent answered with status ${reply.headers.code} ${reply.headers.description}`,
-            {
-              retryable: true,
-              details: { agentId: work.agentId, status: reply.headers.code },
-            },
-          );
-        }
-        return decodeMessage('meshroute.result/v1', reply.data);
+        reply = await mux.request(subject, body, {
+          timeoutMs: opts.timeoutMs,
+          what,
+          onAbort: (signal) => abortError(signal, what),
+          ...(headers ? { headers } : {}),
+          ...(opts.signal ? { signal: opts.signal } : {}),
+        });
       } catch (err) {
-        if (err instanceof MeshError) throw err;
-        if (isNoResponders(err)) {
+        if (err instanceof TimeoutError) {
+          throw new TimeoutError(what, opts.timeoutMs, {
+            details: { agentId: work.agentId, ...(err.details ?? {}) },
+          });
+        }
+        throw err;
+      }
+      if (reply.headers?.hasError) {
+        if (reply.headers.code === 503) {
           throw new MeshError(ErrorCode.AGENT_REJECTED, `${what}: no agent is listening on ${subject}`, {
-            cause: err,
             retryable: true,
             details: { agentId: work.agentId, reason: 'no-responders' },
           });
         }
-        if (isNatsTimeout(err)) {
-          throw new TimeoutError(what, opts.timeoutMs, {
-            cause: err,
-            details: { agentId: work.agentId, elapsedMs: Math.round(clock.monotonicMs() - started) },
-          });
-        }
-        throw mapNatsError(err, what, opts.timeoutMs);
-      } finally {
-        if (onAbort !== undefined) opts.signal?.removeEventListener('abort', onAbort);
-        request.catch(() => {});
+        throw new MeshError(
+          ErrorCode.AGENT_REJECTED,
+          `${what}: agent answered with status ${reply.headers.code} ${reply.headers.description}`,
+          {
+            retryable: true,
+            details: { agentId: work.agentId, status: reply.headers.code },
+          },
+        );
       }
+      return decodeMessage('meshroute.result/v1', reply.data);
     },
 
     onCapacity(handler: (report: CapacityReport) => void): () => void {
@@ -264,6 +291,7 @@ export function natsMesh(conn: MeshConnection, options: NatsMeshOptions): Mesh {
 
     async close(): Promise<void> {
       for (const u of [...unsubs]) u();
+      mux.close();
     },
   };
 }
