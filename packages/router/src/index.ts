@@ -27,6 +27,7 @@ export {
   startHttpIngress,
 } from './http-ingress.js';
 export {
+  DEFAULT_MEMORY_STORE_MAX_OUTCOMES,
   DEFAULT_MEMORY_STORE_SWEEP_EVERY_OPS,
   type MemoryStateStoreOptions,
   memoryStateStore,

@@ -28,6 +28,19 @@ describe('memoryStateStore', () => {
     for (let i = 0; i < 9; i++) expect(await store.claim(`k${i}`, 'b', 100)).toEqual({ kind: 'claimed' });
   });
 
+  it('keeps at most maxOutcomes recorded outcomes, dropping the oldest first', async () => {
+    const store = memoryStateStore({ maxOutcomes: 3 });
+    for (const k of ['a', 'b', 'c']) await store.complete(k, { outcome: 'succeeded', recordedAtMs: 1 }, 60_000);
+    // Recording `a` again makes it the newest: `b` is the oldest now.
+    await store.complete('a', { outcome: 'failed', recordedAtMs: 2 }, 60_000);
+    await store.complete('d', { outcome: 'succeeded', recordedAtMs: 3 }, 60_000);
+    expect(await store.outcome('b')).toBeUndefined();
+    expect(await store.outcome('a')).toEqual({ outcome: 'failed', recordedAtMs: 2 });
+    expect(await store.outcome('c')).toEqual({ outcome: 'succeeded', recordedAtMs: 1 });
+    expect(await store.claim('b', 'r', 1_000)).toEqual({ kind: 'claimed' });
+    expect(() => memoryStateStore({ maxOutcomes: 0 })).toThrow(/maxOutcomes/);
+  });
+
   it('reports retryAfterMs from the window start', async () => {
     const clock = simulatedClock();
     const store = memoryStateStore({ clock });

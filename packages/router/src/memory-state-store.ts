@@ -19,12 +19,23 @@ import {
 /** How often (in operations) expired entries are swept out. */
 export const DEFAULT_MEMORY_STORE_SWEEP_EVERY_OPS = 1_024;
 
+/**
+ * How many recorded outcomes the in-memory store keeps at most; past it the oldest are dropped
+ * (a redelivery of such an event after that is run again). About 0.5 KB each.
+ */
+export const DEFAULT_MEMORY_STORE_MAX_OUTCOMES = 100_000;
+
 /** Options of {@link memoryStateStore}. */
 export interface MemoryStateStoreOptions {
   /** Time source for expiry. @default systemClock */
   clock?: Clock;
   /** Sweep expired entries every this many operations. @default {@link DEFAULT_MEMORY_STORE_SWEEP_EVERY_OPS} */
   sweepEveryOps?: number;
+  /**
+   * Recorded outcomes kept at most (oldest dropped first), besides their TTL: a single router's
+   * memory must not grow with its traffic. @default {@link DEFAULT_MEMORY_STORE_MAX_OUTCOMES}
+   */
+  maxOutcomes?: number;
 }
 
 interface Expiring {
@@ -34,7 +45,8 @@ interface Claim extends Expiring {
   ownerId: string;
 }
 interface Done extends Expiring {
-  outcome: StoredOutcome;
+  /** The outcome as JSON: one string per entry (cheap to keep and to copy; read back rarely). */
+  outcome: string;
 }
 interface Window extends Expiring {
   used: number;
@@ -61,6 +73,8 @@ export function memoryStateStore(options: MemoryStateStoreOptions = {}): StateSt
   const clock = options.clock ?? systemClock;
   const sweepEveryOps = options.sweepEveryOps ?? DEFAULT_MEMORY_STORE_SWEEP_EVERY_OPS;
   positiveInt('sweepEveryOps', sweepEveryOps);
+  const maxOutcomes = options.maxOutcomes ?? DEFAULT_MEMORY_STORE_MAX_OUTCOMES;
+  positiveInt('maxOutcomes', maxOutcomes);
   const claims = new Map<string, Claim>();
   const done = new Map<string, Done>();
   const budgets = new Map<string, Window>();
@@ -94,7 +108,7 @@ export function memoryStateStore(options: MemoryStateStoreOptions = {}): StateSt
       positive('ttlMs', ttlMs);
       const now = begin();
       const d = live(done, key, now);
-      if (d) return { kind: 'completed', result: structuredClone(d.outcome) };
+      if (d) return { kind: 'completed', result: JSON.parse(d.outcome) as StoredOutcome };
       const c = live(claims, key, now);
       if (c && c.ownerId !== ownerId) return { kind: 'in-progress', ownerId: c.ownerId };
       claims.set(key, { ownerId, expiresAtMs: now + ttlMs });
@@ -105,7 +119,15 @@ export function memoryStateStore(options: MemoryStateStoreOptions = {}): StateSt
       nonEmpty('key', key);
       positive('ttlMs', ttlMs);
       const now = begin();
-      done.set(key, { outcome: structuredClone(outcome), expiresAtMs: now + ttlMs });
+      // Re-insert so that the map stays in recording order (the oldest is evicted first).
+      done.delete(key);
+      done.set(key, { outcome: JSON.stringify(outcome), expiresAtMs: now + ttlMs });
+      if (done.size > maxOutcomes) {
+        for (const k of done.keys()) {
+          done.delete(k);
+          if (done.size <= maxOutcomes) break;
+        }
+      }
       claims.delete(key);
     },
 
@@ -118,7 +140,7 @@ export function memoryStateStore(options: MemoryStateStoreOptions = {}): StateSt
     async outcome(key: string): Promise<StoredOutcome | undefined> {
       const now = begin();
       const d = live(done, key, now);
-      return d ? structuredClone(d.outcome) : undefined;
+      return d ? (JSON.parse(d.outcome) as StoredOutcome) : undefined;
     },
 
     async spend(tenant: string, amount: number, limit: number, windowMs: number): Promise<QuotaDecision> {

@@ -202,6 +202,10 @@ const deadLetterError = (
   ...(details ? { details } : {}),
 });
 
+/** Whether a work item is on its way to an agent or running there. */
+const isInFlight = (snap: { matches(state: 'dispatched' | 'running'): boolean }): boolean =>
+  snap.matches('dispatched') || snap.matches('running');
+
 /** The idempotency key of an event: its `source` and `id`. */
 export function idempotencyKey(event: { source: string; id: string }): string {
   return `${event.source}#${event.id}`;
@@ -323,7 +327,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
         for (const it of items.values()) {
           if (it.agentId !== change.agentId) continue;
           const snap = it.actor.getSnapshot();
-          if (!snap.matches('inFlight')) continue;
+          if (!isInFlight(snap)) continue;
           inFlight++;
           it.abort?.abort();
           it.actor.send({
@@ -1066,12 +1070,12 @@ export function createRouter(deps: CreateRouterOptions): Router {
         now: () => clock.now(),
         random,
         effects,
+        invalid,
       },
     });
     items.set(key, it);
+    // `received` is transient: starting the actor places the item (or dead-letters it when invalid).
     it.actor.start();
-    if (invalid) it.actor.send({ type: 'DEAD_LETTER', reason: invalid.reason, error: invalid.error });
-    else it.actor.send({ type: 'PLACE' });
     await finished;
     it.actor.stop();
   };
@@ -1133,7 +1137,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
       if (deps.source) await deps.source.close().catch(() => {});
       for (const it of [...items.values()]) {
         const snap = it.actor.getSnapshot();
-        if (!snap.matches('inFlight')) it.actor.send({ type: 'RELEASE' });
+        if (!isInFlight(snap)) it.actor.send({ type: 'RELEASE' });
       }
       const pending = [...items.values()];
       if (pending.length > 0 && drainTimeoutMs > 0) {
