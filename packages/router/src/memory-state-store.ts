@@ -94,8 +94,14 @@ export function memoryStateStore(options: MemoryStateStoreOptions = {}): StateSt
     if (closed) throw new MeshError(ErrorCode.SHUTTING_DOWN, 'the state store is closed');
     const now = clock.now();
     if (++ops % sweepEveryOps === 0) {
+      // Maps keep insertion order and entries of one kind mostly share a TTL, so the expired ones
+      // are at the front: stop at the first live entry (a straggler with a shorter TTL is dropped
+      // when read, or on a later sweep once the entries before it expire).
       for (const map of [claims, done, budgets, rates] as Map<string, Expiring>[]) {
-        for (const [k, v] of map) if (v.expiresAtMs <= now) map.delete(k);
+        for (const [k, v] of map) {
+          if (v.expiresAtMs > now) break;
+          map.delete(k);
+        }
       }
     }
     return now;
@@ -111,6 +117,7 @@ export function memoryStateStore(options: MemoryStateStoreOptions = {}): StateSt
       if (d) return { kind: 'completed', result: JSON.parse(d.outcome) as StoredOutcome };
       const c = live(claims, key, now);
       if (c && c.ownerId !== ownerId) return { kind: 'in-progress', ownerId: c.ownerId };
+      claims.delete(key); // re-inserted at the end: the map stays in expiry order for the sweep
       claims.set(key, { ownerId, expiresAtMs: now + ttlMs });
       return { kind: 'claimed' };
     },

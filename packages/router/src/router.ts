@@ -461,20 +461,22 @@ export function createRouter(deps: CreateRouterOptions): Router {
       return;
     }
     const decisionMs = clock.monotonicMs() - decideStarted;
-    telemetry.decisionMs(decisionMs, { 'meshroute.decision.outcome': decision.outcome });
-    it.span.setAttributes({
-      'meshroute.policy.digest': bundle.digest,
-      'meshroute.decision.id': decisionId,
-      'meshroute.decision.outcome': decision.outcome,
-      'meshroute.decision.duration_ms': decisionMs,
-      'meshroute.decision.candidates': views.length,
-    });
-    it.span.addEvent('decision', {
-      'meshroute.attempt': attempt,
-      'meshroute.decision.id': decisionId,
-      'meshroute.decision.outcome': decision.outcome,
-      'meshroute.decision.duration_ms': decisionMs,
-    });
+    telemetry.decisionMs(decisionMs, decision.outcome);
+    if (it.span.isRecording()) {
+      it.span.setAttributes({
+        'meshroute.policy.digest': bundle.digest,
+        'meshroute.decision.id': decisionId,
+        'meshroute.decision.outcome': decision.outcome,
+        'meshroute.decision.duration_ms': decisionMs,
+        'meshroute.decision.candidates': views.length,
+      });
+      it.span.addEvent('decision', {
+        'meshroute.attempt': attempt,
+        'meshroute.decision.id': decisionId,
+        'meshroute.decision.outcome': decision.outcome,
+        'meshroute.decision.duration_ms': decisionMs,
+      });
+    }
     const excluded = workloadExcluded.length > 0 ? [...decision.excluded, ...workloadExcluded] : decision.excluded;
     // Every decision whose record is published is listed in the item's dead letter (if any).
     const baseRecord = (): DecisionRecord => {
@@ -572,13 +574,14 @@ export function createRouter(deps: CreateRouterOptions): Router {
     }
     const chosen = { agentId: pick.agentId, region: pick.report.region, jurisdiction: pick.report.jurisdiction };
     const deferredInfo = it.deferred;
-    it.span.setAttributes({
-      'meshroute.agent.id': pick.agentId,
-      'meshroute.agent.region': pick.report.region,
-      'meshroute.agent.jurisdiction': pick.report.jurisdiction,
-      'meshroute.agent.carbon_intensity': pick.report.carbonIntensity,
-    });
-    telemetry.routed({ 'meshroute.agent.id': pick.agentId });
+    if (it.span.isRecording())
+      it.span.setAttributes({
+        'meshroute.agent.id': pick.agentId,
+        'meshroute.agent.region': pick.report.region,
+        'meshroute.agent.jurisdiction': pick.report.jurisdiction,
+        'meshroute.agent.carbon_intensity': pick.report.carbonIntensity,
+      });
+    telemetry.routed(pick.agentId);
     registry.reserve(pick.agentId);
     it.decisionIds.push(decisionId);
     it.agentId = pick.agentId;
@@ -641,12 +644,12 @@ export function createRouter(deps: CreateRouterOptions): Router {
       dispatchedAtMs: clock.now(),
       timeoutMs: options.dispatchTimeoutMs,
     };
-    const dspan = telemetry.startChild(it.span, `dispatch ${work.workload}`, SpanKind.PRODUCER, {
+    const dspan = telemetry.startChild(it.span, `dispatch ${work.workload}`, SpanKind.PRODUCER, () => ({
       'messaging.system': 'nats',
       'meshroute.agent.id': agentId,
       'meshroute.attempt': attempt,
       'meshroute.work.id': it.workId,
-    });
+    }));
     const traceparent = traceparentOfSpan(dspan);
     if (traceparent !== undefined) work.traceparent = traceparent;
     const t0 = clock.monotonicMs();
@@ -677,8 +680,8 @@ export function createRouter(deps: CreateRouterOptions): Router {
         Number.isFinite(w) && w > 0 ? w : DEFAULT_ASSUMED_JOB_POWER_W,
         result.executionMs,
       );
-      it.span.setAttribute('meshroute.carbon.estimated_g', grams);
-      telemetry.carbonGrams(grams, { 'meshroute.agent.id': agentId });
+      if (it.span.isRecording()) it.span.setAttribute('meshroute.carbon.estimated_g', grams);
+      telemetry.carbonGrams(grams, agentId);
     }
     const elapsed = clock.monotonicMs() - t0;
     registry.observeRtt(agentId, elapsed - result.queueMs - result.executionMs);
@@ -716,20 +719,21 @@ export function createRouter(deps: CreateRouterOptions): Router {
   };
 
   const recordFinish = (it: ItemState, state: WorkItemFinalState, ctx: WorkItemContext): void => {
-    it.span.setAttributes({
-      'meshroute.outcome': state,
-      'meshroute.attempts': ctx.attempt,
-      'meshroute.retries': Math.max(0, ctx.attempt - 1),
-      'meshroute.failovers': Math.max(0, ctx.triedAgents.length - 1),
-    });
+    if (it.span.isRecording())
+      it.span.setAttributes({
+        'meshroute.outcome': state,
+        'meshroute.attempts': ctx.attempt,
+        'meshroute.retries': Math.max(0, ctx.attempt - 1),
+        'meshroute.failovers': Math.max(0, ctx.triedAgents.length - 1),
+      });
     if (state === 'deadLettered') {
       const reason = ctx.deadLetterReason ?? 'RETRIES_EXHAUSTED';
-      it.span.setAttribute('meshroute.dead_letter.reason', reason);
-      telemetry.deadLettered(reason, {});
+      if (it.span.isRecording()) it.span.setAttribute('meshroute.dead_letter.reason', reason);
+      telemetry.deadLettered(reason);
     }
     if (state !== 'released') {
       const t = typeof it.event?.time === 'string' ? Date.parse(it.event.time) : Number.NaN;
-      telemetry.endToEndMs(clock.now() - (Number.isFinite(t) ? t : it.receivedMs), { 'meshroute.outcome': state });
+      telemetry.endToEndMs(clock.now() - (Number.isFinite(t) ? t : it.receivedMs), state);
     }
     const ok = state === 'succeeded' || state === 'duplicate' || state === 'released';
     telemetry.end(it.span, ok ? undefined : (ctx.error ?? { code: state, message: state }));
@@ -1030,14 +1034,14 @@ export function createRouter(deps: CreateRouterOptions): Router {
     it.receivedMs = clock.now();
     it.decisionIds = [];
     it.queuedRecord = undefined;
-    it.span = telemetry.startEvent(event, {
+    it.span = telemetry.startEvent(event, () => ({
       'cloudevents.event_id': event?.id ?? '',
       'meshroute.work.id': it.workId,
       'meshroute.redelivery': delivery.redeliveryCount,
       ...(intent?.workload ? { 'meshroute.workload': intent.workload } : {}),
       ...(intent?.tenant ? { 'meshroute.tenant': intent.tenant } : {}),
-    });
-    if (!invalid) telemetry.accepted({});
+    }));
+    if (!invalid) telemetry.accepted();
     const effects: WorkItemEffects = {
       place: (ctx) => place(it, ctx),
       dispatch: (attempt, agentId, decisionId) => {

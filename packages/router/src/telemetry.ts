@@ -83,18 +83,45 @@ export interface AgentLoad {
 /** The router's instruments. */
 export interface RouterTelemetry {
   readonly tracer: Tracer;
-  /** Start the span of an event, child of the producer's span when the event carries a trace context. */
-  startEvent(event: Record<string, unknown> | undefined, attributes: Attributes): Span;
-  /** A child span of `parent`. */
-  startChild(parent: Span, name: string, kind: SpanKind, attributes: Attributes): Span;
+  /**
+   * Start the span of an event, child of the producer's span when the event carries a trace
+   * context. `attributes` is called only when the span records (no SDK, or not sampled: no cost).
+   */
+  startEvent(event: Record<string, unknown> | undefined, attributes: () => Attributes): Span;
+  /** A child span of `parent`; `attributes` is called only when the span records. */
+  startChild(parent: Span, name: string, kind: SpanKind, attributes: () => Attributes): Span;
   /** End a span, marking an error when `error` is given. */
   end(span: Span, error?: { code: string; message: string }): void;
-  accepted(attributes: Attributes): void;
-  routed(attributes: Attributes): void;
-  deadLettered(reason: string, attributes: Attributes): void;
-  decisionMs(ms: number, attributes: Attributes): void;
-  endToEndMs(ms: number, attributes: Attributes): void;
-  carbonGrams(grams: number, attributes: Attributes): void;
+  /** Count an event accepted from ingress. */
+  accepted(): void;
+  /** Count a dispatch to `agentId`. */
+  routed(agentId: string): void;
+  /** Count an event dead-lettered for `reason`. */
+  deadLettered(reason: string): void;
+  /** Record a policy decision's duration, by its outcome. */
+  decisionMs(ms: number, outcome: string): void;
+  /** Record an event's time from its `time` (or receipt) to its outcome. */
+  endToEndMs(ms: number, outcome: string): void;
+  /** Record an event's estimated emissions on `agentId`. */
+  carbonGrams(grams: number, agentId: string): void;
+}
+
+/**
+ * Attribute sets by one varying value, built once: the hot path records metrics for every event
+ * and must not allocate an attribute object each time. Bounded (agents, outcomes and reasons are
+ * few; past the bound the oldest set is dropped).
+ */
+function attributeCache(base: Attributes, key: string): (value: string) => Attributes {
+  const cache = new Map<string, Attributes>();
+  return (value) => {
+    let a = cache.get(value);
+    if (a === undefined) {
+      a = Object.freeze({ ...base, [key]: value });
+      if (cache.size >= 4_096) cache.delete(cache.keys().next().value as string);
+      cache.set(value, a);
+    }
+    return a;
+  };
 }
 
 /**
@@ -104,7 +131,11 @@ export interface RouterTelemetry {
 export function createRouterTelemetry(routerId: string, loads: () => Iterable<AgentLoad>): RouterTelemetry {
   const tracer = trace.getTracer(ROUTER_INSTRUMENTATION_SCOPE);
   const meter: Meter = metrics.getMeter(ROUTER_INSTRUMENTATION_SCOPE);
-  const base = { 'meshroute.router.id': routerId };
+  const base = Object.freeze({ 'meshroute.router.id': routerId });
+  const byAgent = attributeCache(base, 'meshroute.agent.id');
+  const byReason = attributeCache(base, 'meshroute.dead_letter.reason');
+  const byOutcome = attributeCache(base, 'meshroute.outcome');
+  const byDecisionOutcome = attributeCache(base, 'meshroute.decision.outcome');
   const accepted = meter.createCounter('meshroute.events.accepted', {
     description: 'Events accepted from ingress (valid CloudEvents with a workload)',
   });
@@ -147,14 +178,14 @@ export function createRouterTelemetry(routerId: string, loads: () => Iterable<Ag
       const parent = spanContextOf(event?.traceparent, event?.tracestate);
       const ctx = parent ? trace.setSpanContext(context.active(), parent) : context.active();
       const type = typeof event?.type === 'string' ? event.type : 'invalid';
-      return tracer.startSpan(
-        `route ${type}`,
-        { kind: SpanKind.CONSUMER, attributes: { ...base, ...attributes } },
-        ctx,
-      );
+      const span = tracer.startSpan(`route ${type}`, { kind: SpanKind.CONSUMER, attributes: base }, ctx);
+      if (span.isRecording()) span.setAttributes(attributes());
+      return span;
     },
     startChild(parent, name, kind, attributes) {
-      return tracer.startSpan(name, { kind, attributes }, trace.setSpan(context.active(), parent));
+      const span = tracer.startSpan(name, { kind }, trace.setSpan(context.active(), parent));
+      if (span.isRecording()) span.setAttributes(attributes());
+      return span;
     },
     end(span, error) {
       if (error) {
@@ -163,12 +194,12 @@ export function createRouterTelemetry(routerId: string, loads: () => Iterable<Ag
       }
       span.end();
     },
-    accepted: (a) => accepted.add(1, { ...base, ...a }),
-    routed: (a) => routed.add(1, { ...base, ...a }),
-    deadLettered: (reason, a) => deadLettered.add(1, { ...base, ...a, 'meshroute.dead_letter.reason': reason }),
-    decisionMs: (ms, a) => decision.record(ms, { ...base, ...a }),
-    endToEndMs: (ms, a) => e2e.record(Math.max(0, ms), { ...base, ...a }),
-    carbonGrams: (g, a) => carbon.record(g, { ...base, ...a }),
+    accepted: () => accepted.add(1, base),
+    routed: (agentId) => routed.add(1, byAgent(agentId)),
+    deadLettered: (reason) => deadLettered.add(1, byReason(reason)),
+    decisionMs: (ms, outcome) => decision.record(ms, byDecisionOutcome(outcome)),
+    endToEndMs: (ms, outcome) => e2e.record(Math.max(0, ms), byOutcome(outcome)),
+    carbonGrams: (g, agentId) => carbon.record(g, byAgent(agentId)),
   };
 }
 

@@ -94,6 +94,11 @@ export function natsMesh(conn: MeshConnection, options: NatsMeshOptions): Mesh {
   const timeoutMs = conn.info.jetstreamTimeoutMs;
 
   const mux = createRequestMux(conn, clock);
+  /**
+   * The bytes each dispatched result arrived as (validated on arrival): `publishResult` forwards
+   * them to the results stream as they are instead of validating and encoding the object again.
+   */
+  const resultBytes = new WeakMap<WorkResult, Uint8Array>();
 
   /**
    * A JetStream publish through the mux: the stream's acknowledgement (`{stream, seq}`) or its
@@ -188,7 +193,9 @@ export function natsMesh(conn: MeshConnection, options: NatsMeshOptions): Mesh {
           },
         );
       }
-      return decodeMessage('meshroute.result/v1', reply.data);
+      const result = decodeMessage('meshroute.result/v1', reply.data);
+      resultBytes.set(result, reply.data);
+      return result;
     },
 
     onCapacity(handler: (report: CapacityReport) => void): () => void {
@@ -260,7 +267,7 @@ export function natsMesh(conn: MeshConnection, options: NatsMeshOptions): Mesh {
     },
 
     async publishResult(result: WorkResult, tenant: string | undefined): Promise<void> {
-      const body = encodeMessage('meshroute.result/v1', result);
+      const body = resultBytes.get(result) ?? encodeMessage('meshroute.result/v1', result);
       const subject = names.resultsSubject(tenantToken('result', tenant));
       await jsPublish(subject, body, `${result.workId}/${result.attempt}`, `publish result of ${result.workId}`);
     },
