@@ -223,6 +223,28 @@ describe('outcome streams', () => {
     await expect(mesh.publishResult(resultFor(work), 'a.b')).rejects.toMatchObject({ code: 'INVALID_MESSAGE' });
   });
 
+  it('stores a dead letter published twice once (by event source and id, or by digest of a broken event)', async () => {
+    const names = await fresh();
+    const mesh = natsMesh(conn, { names, routerId: 'r1' });
+    await mesh.publishDeadLetter(sampleDeadLetter(undefined));
+    await mesh.publishDeadLetter({ ...sampleDeadLetter(undefined), timeMs: 1_700_000_000_500 });
+    await mesh.publishDeadLetter({ ...sampleDeadLetter(undefined), eventId: 'e2' });
+    const broken = (raw: string) => ({
+      ...sampleDeadLetter(undefined),
+      eventId: '',
+      eventSource: '',
+      reason: 'INVALID_EVENT' as const,
+      event: raw,
+    });
+    await mesh.publishDeadLetter(broken('{"id": 1'));
+    await mesh.publishDeadLetter(broken('{"id": 1'));
+    await mesh.publishDeadLetter(broken('{"id": 2'));
+    const jsm = await conn.jetstreamManager();
+    const dlq = await jsm.streams.info(names.streams.deadLetters);
+    // e1 once, e2, and the two different broken events.
+    expect(dlq.state.messages).toBe(4);
+  });
+
   it('reply() reaches a producer waiting on its inbox, with headers', async () => {
     const names = await fresh();
     const mesh = natsMesh(conn, { names, routerId: 'r1' });

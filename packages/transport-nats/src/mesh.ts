@@ -3,6 +3,7 @@
  * (core NATS) with a KV snapshot, and JetStream publishes of results, decisions and dead letters.
  */
 
+import { createHash } from 'node:crypto';
 import {
   type CapacityReport,
   type Clock,
@@ -80,8 +81,9 @@ function agentIdOfSubject(subject: string): string {
  *   whose `agentId` differs from the subject's, are dropped and logged, never thrown.
  * - `snapshotCapacity`/`saveCapacity`: the agents KV bucket, one key per agent.
  * - `publishResult`/`publishDecision`/`publishDeadLetter`: JetStream publishes (acknowledged by
- *   the stream) on the per-tenant subjects; results and decisions carry a `Nats-Msg-Id`
- *   (`<workId>/<attempt>`, the decision id) so that a retried publish is stored once.
+ *   the stream) on the per-tenant subjects, each with a `Nats-Msg-Id` (results
+ *   `<workId>/<attempt>`, decisions their id, dead letters the event's source and id) so that a
+ *   retried publish is stored once.
  * @example
  * const mesh = natsMesh(conn, { routerId: 'router-1', logger });
  */
@@ -281,7 +283,7 @@ export function natsMesh(conn: MeshConnection, options: NatsMeshOptions): Mesh {
     async publishDeadLetter(record: DeadLetterRecord): Promise<void> {
       const body = encodeMessage('meshroute.deadletter/v1', record);
       const subject = names.deadLetterSubject(tenantToken('dead letter', record.tenant));
-      await jsPublish(subject, body, undefined, `publish dead letter of ${record.eventId}`);
+      await jsPublish(subject, body, deadLetterMsgId(record), `publish dead letter of ${record.eventId}`);
     },
 
     async reply(replyTo: string, body: Uint8Array, headers?: Record<string, string>): Promise<void> {
@@ -301,6 +303,21 @@ export function natsMesh(conn: MeshConnection, options: NatsMeshOptions): Mesh {
       mux.close();
     },
   };
+}
+
+/**
+ * The `Nats-Msg-Id` of a dead letter, so that one event dead-lettered again (a redelivery after
+ * a lost acknowledgement) is stored once within the stream's duplicate window: its source and id,
+ * or, for an event too broken to have them, a digest of what arrived.
+ */
+function deadLetterMsgId(record: DeadLetterRecord): string {
+  if (record.eventId !== '' && record.eventSource !== '') {
+    return `deadletter:${record.eventSource}#${record.eventId}`;
+  }
+  const raw = typeof record.event === 'string' ? record.event : JSON.stringify(record.event ?? null);
+  return `deadletter:sha256:${createHash('sha256')
+    .update(`${record.tenant ?? ''}\n${record.reason}\n${raw}`)
+    .digest('hex')}`;
 }
 
 function abortError(signal: AbortSignal, what: string): MeshError {
