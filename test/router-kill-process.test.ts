@@ -250,6 +250,7 @@ describe('kill -9 of one of two router processes under load (shared ingress cons
       const lostEvent = new Promise<never>((_resolve, reject) => {
         lost = reject;
       });
+      lostEvent.catch(() => undefined); // observed by the race below; never unhandled before it
       const jsm = await conn.jetstreamManager();
       conn.nc.subscribe(
         `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${names.streams.ingress}.${names.ingressConsumer}`,
@@ -261,7 +262,7 @@ describe('kill -9 of one of two router processes under load (shared ingress cons
             };
             void jsm.streams
               .getMessage(names.streams.ingress, { seq: advisory.stream_seq })
-              .then((m) => m.header.get('ce-id'))
+              .then((m) => m?.header.get('ce-id') || `<stream seq ${advisory.stream_seq}>`)
               .catch(() => `<stream seq ${advisory.stream_seq}>`)
               .then((eventId) => {
                 gaveUp.push({ eventId, deliveries: advisory.deliveries });
@@ -285,13 +286,15 @@ describe('kill -9 of one of two router processes under load (shared ingress cons
         }
       })();
 
-      // Under load: the victim has dispatched work that its agents are still running.
+      // Under load: results are coming in, and the victim has dispatched work that its agents are
+      // still running.
       await waitFor(
-        'router-a holding dispatched work',
-        () => runs.filter((r) => r.routerId === 'router-a' && !r.answered).length >= 4,
+        'results flowing and router-a holding dispatched work',
+        () => okResults.size >= 40 && runs.filter((r) => r.routerId === 'router-a' && !r.answered).length >= 3,
         { timeoutMs: 30_000, intervalMs: 10 },
       );
       const killedAtMs = Date.now();
+      const resultsBeforeKill = okResults.size;
       victim.kill('SIGKILL');
       await exited(victim);
       expect(victim.signalCode).toBe('SIGKILL');
@@ -304,24 +307,41 @@ describe('kill -9 of one of two router processes under load (shared ingress cons
           lostEvent,
           waitFor(
             'every event has a successful result or a dead letter',
-            () => ids.every((id) => okResults.has(id) || deadLetters.some((d) => d.eventId === id)),
+            // (also ends the polling once an event is lost: `lostEvent` has failed the race then)
+            () =>
+              gaveUp.length > 0 || ids.every((id) => okResults.has(id) || deadLetters.some((d) => d.eventId === id)),
             { timeoutMs: SETTLE_TIMEOUT_MS, intervalMs: 250 },
           ),
         ]);
       } catch (err) {
         const missing = ids.filter((id) => !okResults.has(id));
         const consumer = await jsm.consumers.info(names.streams.ingress, names.ingressConsumer).catch(() => undefined);
+        // Idempotency claims still held in Redis, by owner (the killed router's block the survivor).
+        const claimOwners: Record<string, number> = {};
+        try {
+          const keys = (await run('redis-cli', ['-u', redis.url, '--scan', '--pattern', '*idem:*:claim'])).stdout
+            .split('\n')
+            .filter((k) => k.length > 0);
+          if (keys.length > 0) {
+            for (const owner of (await run('redis-cli', ['-u', redis.url, 'MGET', ...keys])).stdout.split('\n')) {
+              if (owner.length > 0) claimOwners[owner] = (claimOwners[owner] ?? 0) + 1;
+            }
+          }
+        } catch (e) {
+          claimOwners[`<redis-cli failed: ${(e as Error).message}>`] = 0;
+        }
         console.error('router kill -9: unsettled events', {
           secondsSinceKill: Math.round((Date.now() - killedAtMs) / 1000),
           missing: missing.length,
-          missingDispatchedByVictim: missing.filter((id) => dispatchedByVictim.has(id)).length,
+          missingRunForVictimOnAnAgent: missing.filter((id) => dispatchedByVictim.has(id)).length,
+          claimOwners,
           gaveUp,
           deadLetters: deadLetters.length,
           ingressConsumer: consumer && {
             numPending: consumer.num_pending,
             numAckPending: consumer.num_ack_pending,
             numRedelivered: consumer.num_redelivered,
-            ackWaitMs: consumer.config.ack_wait / 1e6,
+            ackWaitMs: (consumer.config.ack_wait ?? 0) / 1e6,
             maxDeliver: consumer.config.max_deliver,
           },
           routerLogs: Object.fromEntries(routerLogs),
@@ -345,6 +365,7 @@ describe('kill -9 of one of two router processes under load (shared ingress cons
       expect(Math.max(...runsPerEvent.values())).toBeLessThanOrEqual(2);
       console.info('router kill -9', {
         settledSecondsAfterKill: Math.round((Date.now() - killedAtMs) / 1000),
+        resultsBeforeKill,
         dispatchedByVictim: dispatchedByVictim.size,
         runTwice: rerun.length,
         runsByRouter: {
