@@ -1,6 +1,8 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpRequest, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
 import { request } from 'node:https';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, systemClock } from '@meshroute/mesh';
@@ -206,6 +208,425 @@ describe('HTTP ingress', () => {
     expect(await health.json()).toMatchObject({ status: 'ok', policyDigest: 'sha256:test-carbon', agents: 1 });
     const ready = await fetch(`${http.url}/readyz`);
     expect(ready.status).toBe(200);
+  });
+
+  describe('hostile and edge-case input', () => {
+    interface RawResponse {
+      status: number;
+      headers: IncomingHttpHeaders;
+      text: string;
+      // biome-ignore lint/suspicious/noExplicitAny: test bodies are inspected loosely
+      json: any;
+    }
+    /** One request through node:http (no fetch normalisation of methods, headers or bodies). */
+    const raw = (
+      opts: { method?: string; path?: string; headers?: OutgoingHttpHeaders; body?: string | Uint8Array } = {},
+    ) =>
+      new Promise<RawResponse>((resolve, reject) => {
+        const req = httpRequest(
+          `${http.url}${opts.path ?? '/events'}`,
+          { method: opts.method ?? 'POST', headers: opts.headers ?? {}, agent: false },
+          (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (c: Buffer) => chunks.push(c));
+            res.on('end', () => {
+              const text = Buffer.concat(chunks).toString('utf8');
+              let json: unknown;
+              try {
+                json = text === '' ? undefined : JSON.parse(text);
+              } catch {
+                json = undefined;
+              }
+              resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
+            });
+          },
+        );
+        req.on('error', reject);
+        req.end(opts.body);
+      });
+    /** Send raw bytes on a TCP connection; resolve with everything the server sends until it closes. */
+    const rawSocket = (bytes: string | Buffer, options: { end?: boolean } = {}) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = connect(http.port, '127.0.0.1');
+        const chunks: Buffer[] = [];
+        socket.on('data', (c: Buffer) => chunks.push(c));
+        socket.on('error', (err) =>
+          chunks.length > 0 ? resolve(Buffer.concat(chunks).toString('latin1')) : reject(err),
+        );
+        socket.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')));
+        socket.write(bytes);
+        if (options.end) socket.end();
+      });
+    const parseRaw = (text: string) => {
+      const [head = '', body = ''] = text.split('\r\n\r\n');
+      const [statusLine = '', ...lines] = head.split('\r\n');
+      const headers: Record<string, string> = {};
+      for (const l of lines) {
+        const i = l.indexOf(':');
+        headers[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
+      }
+      return { status: Number(statusLine.split(' ')[1]), headers, body: body === '' ? undefined : JSON.parse(body) };
+    };
+    const expectProblem = (res: RawResponse, status: number, fields: Record<string, unknown> = {}) => {
+      expect({ status: res.status, body: res.json }).toMatchObject({ status, body: { status, ...fields } });
+      expect(res.headers['content-type']).toBe('application/problem+json');
+      expect(typeof res.json.type).toBe('string');
+      expect(typeof res.json.title).toBe('string');
+      expect(typeof res.json.detail).toBe('string');
+    };
+    const ev = (id: string, extra: Record<string, unknown> = {}) => ({
+      specversion: '1.0',
+      id,
+      source: '/hostile',
+      type: 'com.example.job',
+      workload: 'echo',
+      ...extra,
+    });
+    const structured = (body: string | Uint8Array, contentType = 'application/cloudevents+json', path = '/events') =>
+      raw({ path, headers: { 'content-type': contentType }, body });
+    const batch = (body: string | Uint8Array, path = '/events') =>
+      structured(body, 'application/cloudevents-batch+json', path);
+
+    it('answers malformed JSON with 400 json-syntax, in structured and batch mode', async () => {
+      expectProblem(await structured('{"specversion":"1.0",'), 400, {
+        code: 'INVALID_EVENT',
+        attribute: 'event',
+        rule: 'json-syntax',
+      });
+      expectProblem(await batch('[{"specversion":"1.0"},'), 400, { code: 'INVALID_EVENT', rule: 'json-syntax' });
+      expectProblem(await structured(''), 400, { rule: 'json-syntax' });
+      expect(mesh.dispatched).toHaveLength(0);
+    });
+
+    it('refuses a structured body that is JSON but not an object (null, number, string, array)', async () => {
+      for (const body of ['null', '42', '"event"', JSON.stringify([ev('a1')]), 'true']) {
+        expectProblem(await structured(body), 400, { code: 'INVALID_EVENT', attribute: 'event', rule: 'object' });
+      }
+      expect(mesh.dispatched).toHaveLength(0);
+    });
+
+    it('refuses a batch that is not an array, and accepts an empty batch', async () => {
+      for (const body of [JSON.stringify(ev('o1')), 'null', '"x"', '7']) {
+        expectProblem(await batch(body), 400, { code: 'INVALID_EVENT', attribute: 'batch', rule: 'batch-array' });
+      }
+      // HTTP binding §3.3.2: "The batch MAY be empty."
+      const empty = await batch('[]');
+      expect({ status: empty.status, body: empty.json }).toEqual({ status: 202, body: { ids: [] } });
+      const emptyWait = await batch('[]', '/events?wait=1');
+      expect({ status: emptyWait.status, body: emptyWait.json }).toEqual({ status: 200, body: { results: [] } });
+    });
+
+    it('refuses a whole batch with one bad member, naming every bad index, attribute and rule; nothing runs', async () => {
+      const body = JSON.stringify([
+        ev('v1'),
+        7,
+        ev('v3', { time: 'yesterday' }),
+        ev('v4'),
+        ev('v5', { specversion: '0.3' }),
+      ]);
+      const res = await batch(body);
+      expectProblem(res, 400, { code: 'INVALID_EVENT', index: 1, attribute: 'event', rule: 'object' });
+      expect(res.json.errors).toEqual([
+        expect.objectContaining({ index: 1, attribute: 'event', rule: 'object' }),
+        expect.objectContaining({ index: 2, attribute: 'time', rule: 'rfc3339', id: 'v3' }),
+        expect.objectContaining({ index: 4, attribute: 'specversion', rule: 'specversion', id: 'v5' }),
+      ]);
+      for (const e of res.json.errors) expect(typeof e.detail).toBe('string');
+      const intent = await batch(JSON.stringify([ev('i1'), ev('i2', { residency: 'atlantis' })]));
+      expectProblem(intent, 400, { code: 'INVALID_INTENT', index: 1, attribute: 'residency' });
+      expect(intent.json.errors).toEqual([expect.objectContaining({ index: 1, attribute: 'residency', id: 'i2' })]);
+      await new Promise<void>((r) => setImmediate(r));
+      expect(mesh.dispatched).toHaveLength(0);
+    });
+
+    it('refuses duplicate ids (same source) within one batch, naming the second index', async () => {
+      const dup = await batch(JSON.stringify([ev('d1'), ev('d2'), ev('d1')]));
+      expectProblem(dup, 400, { code: 'INVALID_EVENT', attribute: 'id', rule: 'unique-in-batch', index: 2, id: 'd1' });
+      // CloudEvents identity is source + id: the same id from another source is another event.
+      const otherSource = await batch(JSON.stringify([ev('d1'), ev('d1', { source: '/elsewhere' })]));
+      expect(otherSource.status).toBe(202);
+    });
+
+    it('refuses invalid ce- header values with the attribute and rule', async () => {
+      const cases: [Record<string, string>, string, string][] = [
+        [{ 'ce-specversion': '0.3' }, 'specversion', 'specversion'],
+        [{ 'ce-specversion': '2.0' }, 'specversion', 'specversion'],
+        [{ 'ce-id': '' }, 'id', 'non-empty'],
+        [{ 'ce-time': '2026-13-45T99:00:00Z' }, 'time', 'rfc3339'],
+        [{ 'ce-time': 'yesterday' }, 'time', 'rfc3339'],
+        [{ 'ce-source': 'not a uri' }, 'source', 'uri-reference'],
+        [{ 'ce-source': 'http://exa mple.com/%zz' }, 'source', 'percent-encoding'],
+        [{ 'ce-my-ext': 'x' }, 'my-ext', 'extension-name'],
+        [{ 'ce-under_score': 'x' }, 'under_score', 'extension-name'],
+        [{ 'ce-waytoolongextensionname1': 'x' }, 'waytoolongextensionname1', 'extension-name'],
+        [{ 'ce-data': 'x' }, 'data', 'reserved'],
+        [{ 'ce-subject': '%C0%A0' }, 'subject', 'utf-8'],
+        [{ 'ce-subject': '%0A' }, 'subject', 'string-chars'],
+        [{ 'ce-subject': '"unterminated\\"' }, 'subject', 'quoted-string'],
+      ];
+      for (const [extra, attribute, rule] of cases) {
+        const res = await raw({ headers: binaryHeaders('hv', extra), body: '{}' });
+        expect({ extra, status: res.status, attribute: res.json?.attribute, rule: res.json?.rule }).toEqual({
+          extra,
+          status: 400,
+          attribute,
+          rule,
+        });
+        expect(res.headers['content-type']).toBe('application/problem+json');
+      }
+      expect(mesh.dispatched).toHaveLength(0);
+    });
+
+    it('reads header names case-insensitively (ce-MyExt is the extension myext)', async () => {
+      const res = await raw({ headers: binaryHeaders('case', { 'CE-MyExt': 'v', 'Ce-Subject': 's' }), body: '{}' });
+      expect(res.status).toBe(202);
+      await new Promise<void>((r) => setImmediate(r));
+      expect(mesh.dispatched[0]?.event).toMatchObject({ id: 'case', myext: 'v', subject: 's' });
+    });
+
+    it('percent-decodes ce- header values exactly once and unescapes quoted strings', async () => {
+      const res = await raw({
+        headers: binaryHeaders('pct', {
+          'ce-subject': 'Euro%20%E2%82%AC%20%F0%9F%98%80',
+          'ce-source': '/a%2520b',
+          'ce-note': '"say \\"hi\\" 100%25"',
+        }),
+        body: '{}',
+      });
+      expect(res.status).toBe(202);
+      await new Promise<void>((r) => setImmediate(r));
+      expect(mesh.dispatched[0]?.event).toMatchObject({
+        subject: 'Euro € 😀',
+        source: '/a%20b',
+        note: 'say "hi" 100%',
+      });
+    });
+
+    it('accepts content types with parameters and any casing', async () => {
+      expect((await structured(JSON.stringify(ev('ct1')), 'Application/CloudEvents+JSON; charset=UTF-8')).status).toBe(
+        202,
+      );
+      expect(
+        (await structured(JSON.stringify([ev('ct2')]), 'APPLICATION/CLOUDEVENTS-BATCH+JSON ;charset="utf-8"')).status,
+      ).toBe(202);
+      const bin = await raw({
+        headers: binaryHeaders('ct3', { 'content-type': 'Application/JSON; Charset=UTF-8' }),
+        body: '{"n":1}',
+      });
+      expect(bin.status).toBe(202);
+      await new Promise<void>((r) => setImmediate(r));
+      expect(mesh.dispatched.find((w) => w.event.id === 'ct3')?.event.data).toEqual({ n: 1 });
+    });
+
+    it('answers 415 naming the charset rule for JSON in a charset other than UTF-8', async () => {
+      expectProblem(
+        await structured(JSON.stringify(ev('cs1')), 'application/cloudevents+json; charset=ISO-8859-1'),
+        415,
+        { code: 'UNSUPPORTED_FORMAT', rule: 'charset' },
+      );
+      expectProblem(
+        await structured(JSON.stringify([ev('cs2')]), 'application/cloudevents-batch+json; charset=utf-16'),
+        415,
+        { rule: 'charset' },
+      );
+      expectProblem(
+        await raw({
+          headers: binaryHeaders('cs3', { 'content-type': 'application/json; charset=latin1' }),
+          body: '{}',
+        }),
+        415,
+        { rule: 'charset' },
+      );
+      // Opaque (non-JSON) binary data keeps its charset: it is carried as bytes.
+      const text = await raw({
+        headers: binaryHeaders('cs4', { 'content-type': 'text/plain; charset=iso-8859-1' }),
+        body: Buffer.from([0x63, 0x61, 0x66, 0xe9]),
+      });
+      expect(text.status).toBe(202);
+      expect(mesh.dispatched).toHaveLength(1);
+    });
+
+    it('accepts binary mode without Content-Type: no datacontenttype, the body kept as bytes', async () => {
+      const headers: Record<string, string> = binaryHeaders('noct');
+      delete headers['content-type'];
+      const res = await raw({ headers, body: 'hello' });
+      expect(res.status).toBe(202);
+      await new Promise<void>((r) => setImmediate(r));
+      const event = mesh.dispatched[0]?.event;
+      expect(event?.datacontenttype).toBeUndefined();
+      expect(event?.data_base64).toBe(Buffer.from('hello').toString('base64'));
+    });
+
+    it('answers 415 for a body with neither ce- headers nor a CloudEvents content type, or none at all', async () => {
+      expectProblem(await raw({ headers: { 'content-type': 'application/json' }, body: '{}' }), 415, {
+        code: 'UNSUPPORTED_FORMAT',
+      });
+      expectProblem(await raw({ body: '{}' }), 415, { code: 'UNSUPPORTED_FORMAT' });
+    });
+
+    it('accepts a body exactly at the limit and answers 413 one byte over', async () => {
+      const sized = (n: number) => {
+        const base = JSON.stringify(ev('lim', { data: '' }));
+        return JSON.stringify(ev('lim', { data: 'x'.repeat(n - base.length) }));
+      };
+      const at = sized(4096);
+      expect(Buffer.byteLength(at)).toBe(4096);
+      expect((await structured(at)).status).toBe(202);
+      const over = sized(4097);
+      expect(Buffer.byteLength(over)).toBe(4097);
+      expectProblem(await structured(over), 413, { code: 'PAYLOAD_TOO_LARGE' });
+    });
+
+    it('answers 413 on a Content-Length over the limit without waiting for the body', async () => {
+      const text = await rawSocket(
+        'POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/cloudevents+json\r\nContent-Length: 1073741824\r\n\r\n{"specversion":',
+      );
+      const res = parseRaw(text);
+      expect(res.status).toBe(413);
+      expect(res.headers['content-type']).toBe('application/problem+json');
+      expect(res.headers.connection).toBe('close');
+      expect(res.body).toMatchObject({ status: 413, code: 'PAYLOAD_TOO_LARGE' });
+    });
+
+    it('answers 413 to a chunked body that grows over the limit, before it ends', async () => {
+      const chunk = 'x'.repeat(1000);
+      const chunks = Array.from({ length: 6 }, () => `${chunk.length.toString(16)}\r\n${chunk}\r\n`).join('');
+      // No terminating 0-chunk: the server must answer without the end of the body.
+      const text = await rawSocket(
+        `POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/cloudevents+json\r\nTransfer-Encoding: chunked\r\n\r\n${chunks}`,
+      );
+      const res = parseRaw(text);
+      expect(res.status).toBe(413);
+      expect(res.body).toMatchObject({ status: 413, code: 'PAYLOAD_TOO_LARGE' });
+    });
+
+    it('times out a request whose body stalls with 408 and closes the connection', async () => {
+      await restart({}, { http: { requestTimeoutMs: 300 } });
+      const text = await rawSocket(
+        'POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/cloudevents+json\r\nContent-Length: 100\r\n\r\n{"spec',
+      );
+      const res = parseRaw(text);
+      expect(res.status).toBe(408);
+      expect(res.headers['content-type']).toBe('application/problem+json');
+      expect(res.body).toMatchObject({ status: 408, code: 'TIMEOUT' });
+      expect(mesh.dispatched).toHaveLength(0);
+    });
+
+    it('times out a request whose headers never end', async () => {
+      await restart({}, { http: { requestTimeoutMs: 300 } });
+      const text = await rawSocket('POST /events HTTP/1.1\r\nHost: x\r\nce-id: 1\r\n');
+      const res = parseRaw(text);
+      expect(res.status).toBe(408);
+      expect(res.body).toMatchObject({ status: 408, code: 'TIMEOUT' });
+    });
+
+    it('answers 405 with Allow: POST to every other method on /events', async () => {
+      for (const method of ['GET', 'PUT', 'DELETE', 'PATCH', 'OPTIONS']) {
+        const res = await raw({ method, body: method === 'GET' ? undefined : '{}' });
+        expectProblem(res, 405, { code: 'METHOD_NOT_ALLOWED' });
+        expect(res.headers.allow).toBe('POST');
+      }
+      const head = await raw({ method: 'HEAD' });
+      expect(head.status).toBe(405);
+      expect(head.headers.allow).toBe('POST');
+      expect(head.headers['content-type']).toBe('application/problem+json');
+      expect(head.text).toBe('');
+    });
+
+    it('answers 404 with a problem for unknown paths', async () => {
+      for (const path of ['/', '/event', '/events/1', '/EVENTS', '/healthz/x', '/%ff', '/..%2f..%2fetc/passwd']) {
+        const res = await raw({ method: 'GET', path });
+        expect({ path, status: res.status }).toEqual({ path, status: 404 });
+        expectProblem(res, 404, { code: 'NOT_FOUND' });
+      }
+    });
+
+    it('checks the wait query parameter: 0 or false does not wait, anything unknown is a 400', async () => {
+      for (const q of ['?wait=0', '?wait=false', '?wait=no']) {
+        const res = await raw({ path: `/events${q}`, headers: binaryHeaders(`q${q.length}${q.at(-1)}`), body: '{}' });
+        expect({ q, status: res.status }).toEqual({ q, status: 202 });
+      }
+      for (const q of ['?wait=abc', '?wait=2', '?wait=1&wait=0']) {
+        const res = await raw({ path: `/events${q}`, headers: binaryHeaders('qbad'), body: '{}' });
+        expectProblem(res, 400, { attribute: 'wait', rule: 'boolean' });
+      }
+      const yes = await raw({ path: '/events?wait=TRUE', headers: binaryHeaders('qyes'), body: '{}' });
+      expect(yes.status).toBe(200);
+      expect(yes.json).toMatchObject({ id: 'qyes', outcome: 'succeeded' });
+    });
+
+    it('answers 431 with a problem to headers over the server limit, 413 to an event over the event limit', async () => {
+      const huge = await raw({ headers: binaryHeaders('long', { 'ce-subject': 'x'.repeat(20_000) }), body: '{}' });
+      expectProblem(huge, 431, {});
+      const big = await raw({ headers: binaryHeaders('long2', { 'ce-subject': 'x'.repeat(5000) }), body: '{}' });
+      expectProblem(big, 413, { code: 'PAYLOAD_TOO_LARGE' });
+    });
+
+    it('answers malformed HTTP framing with a 400 problem', async () => {
+      const text = await rawSocket(
+        'POST /events HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\nContent-Type: application/cloudevents+json\r\n\r\n{}',
+      );
+      const res = parseRaw(text);
+      expect(res.status).toBe(400);
+      expect(res.headers['content-type']).toBe('application/problem+json');
+      expect(res.body).toMatchObject({ status: 400 });
+    });
+
+    it('refuses invalid UTF-8 in the body with rule utf-8', async () => {
+      const bad = Buffer.concat([
+        Buffer.from('{"specversion":"1.0","id":"'),
+        Buffer.from([0xc3, 0x28]),
+        Buffer.from('"}'),
+      ]);
+      expectProblem(await structured(bad), 400, { code: 'INVALID_EVENT', rule: 'utf-8' });
+      expectProblem(await batch(Buffer.concat([Buffer.from('['), bad, Buffer.from(']')])), 400, { rule: 'utf-8' });
+      expectProblem(await raw({ headers: binaryHeaders('u8'), body: Buffer.from([0x22, 0xff, 0xfe, 0x22]) }), 400, {
+        attribute: 'data',
+        rule: 'utf-8',
+      });
+    });
+
+    it('is not polluted by __proto__ or constructor keys', async () => {
+      const proto = await structured(
+        `{"specversion":"1.0","id":"p1","source":"/p","type":"t","workload":"echo","__proto__":{"polluted":true}}`,
+      );
+      expectProblem(proto, 400, { attribute: '__proto__', rule: 'extension-name' });
+      const ctor = await structured(JSON.stringify(ev('p2', { constructor: { prototype: { polluted: true } } })));
+      expectProblem(ctor, 400, { attribute: 'constructor', rule: 'extension-type' });
+      const inData = await structured(
+        `{"specversion":"1.0","id":"p3","source":"/p","type":"t","workload":"echo","data":{"__proto__":{"polluted":true},"constructor":{"prototype":{"polluted":true}}}}`,
+        'application/cloudevents+json',
+        '/events?wait=1',
+      );
+      expect(inData.status).toBe(200);
+      const batchProto = await batch(
+        `[{"specversion":"1.0","id":"p4","source":"/p","type":"t","workload":"echo","data":{"__proto__":{"x":1}}}]`,
+      );
+      expect(batchProto.status).toBe(202);
+      expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+      expect(Object.prototype).not.toHaveProperty('polluted');
+      expect(Object.prototype).not.toHaveProperty('x');
+    });
+
+    it('never answers 5xx to deeply nested data', async () => {
+      await restart({ maxEventBytes: 4 * 1024 * 1024 });
+      for (const depth of [10_000, 1_000_000]) {
+        const data = `${'['.repeat(depth)}${']'.repeat(depth)}`;
+        const body = `{"specversion":"1.0","id":"deep${depth}","source":"/p","type":"t","workload":"echo","data":${data}}`;
+        const res = await structured(body, 'application/cloudevents+json', '/events?wait=1');
+        expect({ depth, status: res.status }).toEqual({ depth, status: 400 });
+        expectProblem(res, 400, { attribute: 'data', rule: 'max-depth' });
+        const bin = await raw({ path: '/events?wait=1', headers: binaryHeaders(`bdeep${depth}`), body: data });
+        expectProblem(bin, 400, { attribute: 'data', rule: 'max-depth' });
+      }
+      // Moderate nesting is fine.
+      const ok = await structured(
+        JSON.stringify(ev('deep-ok', { data: JSON.parse(`${'{"a":'.repeat(50)}1${'}'.repeat(50)}`) })),
+        'application/cloudevents+json',
+        '/events?wait=1',
+      );
+      expect(ok.status).toBe(200);
+    });
   });
 });
 

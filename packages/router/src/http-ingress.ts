@@ -12,7 +12,8 @@
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import {
   type CloudEventJson,
@@ -21,6 +22,7 @@ import {
   type ErrorInfo,
   InvalidEventError,
   InvalidIntentError,
+  isJsonContentType,
   type Logger,
   MeshError,
   noopLogger,
@@ -28,6 +30,7 @@ import {
   parseIntent,
   toMeshError,
   UnsupportedFormatError,
+  validateEvent,
 } from '@meshroute/mesh';
 import type { RouterAnswer } from './answer.js';
 import type { RouterEvent } from './policy-port.js';
@@ -47,7 +50,35 @@ export interface HttpIngressOptions {
   logger?: Logger;
   /** Authentication of `POST /events`; none when absent. See {@link HttpIngressAuth}. */
   auth?: HttpIngressAuth;
+  /**
+   * Time to receive a whole request (headers and body); a slower request gets 408 and its
+   * connection is closed. Waiting for an outcome (`?wait=1`) does not count.
+   * @default DEFAULT_HTTP_REQUEST_TIMEOUT_MS (30 s)
+   */
+  requestTimeoutMs?: number;
+  /**
+   * Time to receive the request headers; capped by `requestTimeoutMs`.
+   * @default DEFAULT_HTTP_HEADERS_TIMEOUT_MS (10 s)
+   */
+  headersTimeoutMs?: number;
+  /**
+   * Deepest JSON nesting accepted in event data (arrays and objects); deeper data is a 400
+   * (rule `max-depth`) instead of a stack overflow further down the mesh.
+   * @default DEFAULT_HTTP_MAX_JSON_DEPTH (128)
+   */
+  maxJsonDepth?: number;
 }
+
+/** Default {@link HttpIngressOptions.requestTimeoutMs}: 30 s. */
+export const DEFAULT_HTTP_REQUEST_TIMEOUT_MS = 30_000;
+/** Default {@link HttpIngressOptions.headersTimeoutMs}: 10 s. */
+export const DEFAULT_HTTP_HEADERS_TIMEOUT_MS = 10_000;
+/** Default {@link HttpIngressOptions.maxJsonDepth}: 128 levels. */
+export const DEFAULT_HTTP_MAX_JSON_DEPTH = 128;
+/** Bytes of an over-limit body read and dropped after the 413, before the connection is cut. */
+const MAX_DISCARD_BYTES = 256 * 1024;
+/** At most this many per-event errors in a batch problem. */
+const MAX_BATCH_ERRORS = 100;
 
 /** Bearer-token authentication: `Authorization: Bearer <token>`, each token authenticating one tenant. */
 export interface HttpTokenAuth {
@@ -201,7 +232,20 @@ export interface ProblemBody {
   attribute?: string;
   rule?: string;
   index?: number;
+  /** For batches: every invalid event (at most 100), ordered by index. */
+  errors?: BatchEventProblem[];
   [extra: string]: unknown;
+}
+
+/** One invalid event of a batch, in {@link ProblemBody.errors}. */
+export interface BatchEventProblem {
+  index: number;
+  /** The event's id, when it has a string one. */
+  id?: string;
+  code: string;
+  attribute: string;
+  rule: string;
+  detail: string;
 }
 
 const TITLES: Record<number, string> = {
@@ -210,8 +254,10 @@ const TITLES: Record<number, string> = {
   403: 'Forbidden',
   404: 'Not Found',
   405: 'Method Not Allowed',
+  408: 'Request Timeout',
   413: 'Content Too Large',
   415: 'Unsupported Media Type',
+  431: 'Request Header Fields Too Large',
   422: 'Unprocessable Content',
   429: 'Too Many Requests',
   500: 'Internal Server Error',
@@ -272,29 +318,182 @@ function statusForCode(code: string): number {
 }
 
 class BodyTooLarge extends Error {}
+/** The client went away (or the request timed out) before the body was read: nothing to answer. */
+class ClientGone extends Error {}
 
 function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    let failed = false;
+    let settled = false;
+    const fail = (err: Error): void => {
+      if (settled) return;
+      settled = true;
+      reject(err);
+    };
     req.on('data', (chunk: Buffer) => {
-      if (failed) return;
+      if (settled) return;
       size += chunk.length;
       if (size > limit) {
-        failed = true;
-        reject(new BodyTooLarge(String(size)));
+        fail(new BodyTooLarge(String(size)));
         return;
       }
       chunks.push(chunk);
     });
     req.on('end', () => {
-      if (!failed) resolve(new Uint8Array(Buffer.concat(chunks)));
+      if (settled) return;
+      settled = true;
+      resolve(new Uint8Array(Buffer.concat(chunks)));
     });
-    req.on('error', (err) => {
-      if (!failed) reject(err);
-    });
+    req.on('error', () => fail(new ClientGone('the request was aborted')));
+    req.on('close', () => fail(new ClientGone('the connection closed before the body ended')));
   });
+}
+
+/**
+ * After a 413 sent before the body was read: drop what the client still sends, up to
+ * {@link MAX_DISCARD_BYTES}, then cut the connection (the response carries `Connection: close`).
+ */
+function discardRest(req: IncomingMessage): void {
+  if (req.complete) return;
+  let dropped = 0;
+  req.on('data', (chunk: Buffer) => {
+    dropped += chunk.length;
+    if (dropped > MAX_DISCARD_BYTES) req.socket.destroy();
+  });
+  req.on('error', () => {});
+  req.resume();
+}
+
+/** A media type split into its lowercase essence and its charset parameter (lowercase, unquoted). */
+function parseMediaType(value: string): { essence: string; charset: string | undefined } {
+  const parts = value.split(';');
+  const essence = (parts[0] ?? '').trim().toLowerCase();
+  let charset: string | undefined;
+  for (const param of parts.slice(1)) {
+    const eq = param.indexOf('=');
+    if (eq < 0 || param.slice(0, eq).trim().toLowerCase() !== 'charset') continue;
+    charset = param
+      .slice(eq + 1)
+      .trim()
+      .replace(/^"(.*)"$/, '$1')
+      .toLowerCase();
+  }
+  return { essence, charset };
+}
+
+/** Charsets JSON may be read in: UTF-8 and its ASCII subset (RFC 8259 §8.1). */
+const JSON_CHARSETS: ReadonlySet<string> = new Set(['utf-8', 'utf8', 'us-ascii']);
+
+/** The CloudEvents content mode a content type selects (as `decodeHttp` decides it). */
+function contentMode(essence: string): 'structured' | 'batch' | 'other-format' | 'binary' {
+  if (essence === 'application/cloudevents+json' || essence === 'application/cloudevents') return 'structured';
+  if (essence === 'application/cloudevents-batch+json') return 'batch';
+  if (essence.startsWith('application/cloudevents')) return 'other-format';
+  return 'binary';
+}
+
+/**
+ * Whether a JSON text nests arrays and objects deeper than `max` levels. A byte scan (brackets
+ * inside strings skipped), so that a hostile body never reaches a recursive walker.
+ */
+function jsonDeeperThan(body: Uint8Array, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < body.length; i++) {
+    const b = body[i] as number;
+    if (inString) {
+      if (b === 0x5c) i++;
+      else if (b === 0x22) inString = false;
+    } else if (b === 0x22) inString = true;
+    else if (b === 0x5b || b === 0x7b) {
+      if (++depth > max) return true;
+    } else if (b === 0x5d || b === 0x7d) depth--;
+  }
+  return false;
+}
+
+/** The problem entry of one invalid batch member. */
+function batchEventProblem(index: number, item: unknown, err: unknown): BatchEventProblem {
+  const id = typeof item === 'object' && item !== null && typeof (item as { id?: unknown }).id === 'string';
+  const base = { index, ...(id ? { id: (item as { id: string }).id } : {}) };
+  if (err instanceof InvalidEventError || err instanceof InvalidIntentError) {
+    return { ...base, code: err.code, attribute: err.attribute, rule: err.rule, detail: err.message };
+  }
+  const e = toMeshError(err);
+  return {
+    ...base,
+    code: e.code,
+    attribute: 'event',
+    rule: e.code === 'PAYLOAD_TOO_LARGE' ? 'size' : 'invalid',
+    detail: e.message,
+  };
+}
+
+/**
+ * Every problem of a batch body whose decoding failed on one member: each member validated on
+ * its own, so that the producer learns all of them at once. Empty when the body is no JSON array.
+ */
+function batchProblems(body: Uint8Array, maxEventBytes: number): BatchEventProblem[] {
+  let items: unknown;
+  try {
+    items = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8'));
+  } catch {
+    return [];
+  }
+  if (!Array.isArray(items)) return [];
+  const out: BatchEventProblem[] = [];
+  for (let index = 0; index < items.length && out.length < MAX_BATCH_ERRORS; index++) {
+    const item: unknown = items[index];
+    try {
+      const ev = validateEvent(item, { maxEventBytes });
+      if (ev.workload === undefined) throw workloadRequired();
+    } catch (err) {
+      out.push(batchEventProblem(index, item, err));
+    }
+  }
+  return out;
+}
+
+const workloadRequired = (): InvalidIntentError =>
+  new InvalidIntentError('workload', 'required', 'workload: the required attribute is missing');
+
+/** Problems of decoded events the decoder does not check: a missing workload, a repeated id in a batch. */
+function acceptanceProblems(events: readonly CloudEventJson[], batch: boolean): BatchEventProblem[] {
+  const out: BatchEventProblem[] = [];
+  const seen = new Map<string, number>();
+  events.forEach((ev, index) => {
+    if (out.length >= MAX_BATCH_ERRORS) return;
+    if (ev.workload === undefined) {
+      out.push(batchEventProblem(index, ev, workloadRequired()));
+      return;
+    }
+    if (!batch) return;
+    // CloudEvents identity is source + id.
+    const key = `${ev.source}\n${ev.id}`;
+    const first = seen.get(key);
+    if (first === undefined) seen.set(key, index);
+    else {
+      out.push(
+        batchEventProblem(
+          index,
+          ev,
+          new InvalidEventError(
+            'id',
+            'unique-in-batch',
+            `batch[${index}]: id ${JSON.stringify(ev.id)} from source ${JSON.stringify(ev.source)} repeats batch[${first}]`,
+          ),
+        ),
+      );
+    }
+  });
+  return out;
+}
+
+/** The raw HTTP/1.1 response for a request Node's parser refused (no ServerResponse exists). */
+function rawProblemResponse(status: number, body: ProblemBody): string {
+  const text = JSON.stringify(body);
+  return `HTTP/1.1 ${status} ${TITLES[status] ?? 'Error'}\r\ncontent-type: application/problem+json\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`;
 }
 
 function decodeError(err: unknown): { status: number; body: ProblemBody } {
@@ -348,6 +547,32 @@ function answerBody(answer: RouterAnswer): { status: number; body: unknown } {
   };
 }
 
+const WAIT_YES: ReadonlySet<string> = new Set(['', '1', 'true', 'yes']);
+const WAIT_NO: ReadonlySet<string> = new Set(['0', 'false', 'no']);
+
+/** `?wait=` values: a boolean, or the detail of a problem. */
+function parseWait(values: readonly string[]): boolean | string {
+  let wait: boolean | undefined;
+  for (const raw of values) {
+    const v = raw.trim().toLowerCase();
+    const w = WAIT_YES.has(v) ? true : WAIT_NO.has(v) ? false : undefined;
+    if (w === undefined) {
+      return `query parameter wait=${JSON.stringify(raw)} is not a boolean; use wait=1 (or true, yes) or wait=0 (or false, no)`;
+    }
+    if (wait !== undefined && wait !== w) return 'query parameter wait is given twice with different values';
+    wait = w;
+  }
+  return wait ?? false;
+}
+
+function positiveIntOption(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value <= 0) {
+    throw new ConfigError(name, `must be a positive integer, got ${String(value)}`);
+  }
+  return value;
+}
+
 function waitBudgetMs(event: CloudEventJson, fallbackMs: number): number {
   const raw = event.latencybudgetms;
   const n = typeof raw === 'number' ? raw : typeof raw === 'string' ? Number(raw) : Number.NaN;
@@ -368,6 +593,16 @@ export async function startHttpIngress(router: Router, options: HttpIngressOptio
   const logger = (options.logger ?? noopLogger).child({ component: 'http-ingress' });
   const retryAfterS = String(Math.max(1, Math.ceil(router.options.nakDelayMs / 1000)));
   const auth = resolveHttpIngressAuth(options.auth);
+  const requestTimeoutMs = positiveIntOption(
+    'requestTimeoutMs',
+    options.requestTimeoutMs,
+    DEFAULT_HTTP_REQUEST_TIMEOUT_MS,
+  );
+  const headersTimeoutMs = Math.min(
+    positiveIntOption('headersTimeoutMs', options.headersTimeoutMs, DEFAULT_HTTP_HEADERS_TIMEOUT_MS),
+    requestTimeoutMs,
+  );
+  const maxJsonDepth = positiveIntOption('maxJsonDepth', options.maxJsonDepth, DEFAULT_HTTP_MAX_JSON_DEPTH);
 
   /** The tenant the request is authenticated as (`undefined`: no authentication configured), or a refusal sent. */
   const authenticate = (req: IncomingMessage, res: ServerResponse): { tenant: string | undefined } | undefined => {
@@ -447,6 +682,14 @@ export async function startHttpIngress(router: Router, options: HttpIngressOptio
   const postEvents = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
     const principal = authenticate(req, res);
     if (principal === undefined) return;
+    const wait = parseWait(url.searchParams.getAll('wait'));
+    if (typeof wait === 'string') {
+      discardRest(req);
+      send(res, 400, problem(400, 'INVALID_MESSAGE', wait, { attribute: 'wait', rule: 'boolean' }), {
+        connection: 'close',
+      });
+      return;
+    }
     const declared = Number(req.headers['content-length']);
     if (Number.isFinite(declared) && declared > maxEventBytes) {
       send(
@@ -455,7 +698,7 @@ export async function startHttpIngress(router: Router, options: HttpIngressOptio
         problem(413, 'PAYLOAD_TOO_LARGE', `body is ${declared} bytes, over the limit of ${maxEventBytes} bytes`),
         { connection: 'close' },
       );
-      req.resume();
+      discardRest(req);
       return;
     }
     let body: Uint8Array;
@@ -466,14 +709,52 @@ export async function startHttpIngress(router: Router, options: HttpIngressOptio
         send(res, 413, problem(413, 'PAYLOAD_TOO_LARGE', `body is over the limit of ${maxEventBytes} bytes`), {
           connection: 'close',
         });
-        req.resume();
+        discardRest(req);
         return;
       }
+      if (err instanceof ClientGone) return;
       throw err;
     }
-    const contentType = String(req.headers['content-type'] ?? '').toLowerCase();
+    const rawContentType = req.headers['content-type'] ?? '';
+    const media = parseMediaType(rawContentType);
+    const contentType = rawContentType.toLowerCase();
     const hasCeHeaders = Object.keys(req.headers).some((h) => h.toLowerCase().startsWith('ce-'));
-    if (!hasCeHeaders && !contentType.startsWith('application/cloudevents')) {
+    const mode = contentMode(media.essence);
+    // JSON is read as UTF-8 (RFC 8259 §8.1): an event format or JSON data in another charset is refused.
+    const readsJson =
+      mode === 'structured' ||
+      mode === 'batch' ||
+      (mode === 'binary' && media.essence !== '' && isJsonContentType(media.essence));
+    if (readsJson && media.charset !== undefined && !JSON_CHARSETS.has(media.charset)) {
+      send(
+        res,
+        415,
+        problem(
+          415,
+          'UNSUPPORTED_FORMAT',
+          `charset ${JSON.stringify(media.charset)} is not supported for JSON; send UTF-8 (charset=utf-8 or none)`,
+          { contentType, rule: 'charset' },
+        ),
+      );
+      return;
+    }
+    if (readsJson && body.byteLength > 0) {
+      const allowance = mode === 'batch' ? 2 : mode === 'structured' ? 1 : 0;
+      if (jsonDeeperThan(body, maxJsonDepth + allowance)) {
+        send(
+          res,
+          400,
+          problem(
+            400,
+            'INVALID_EVENT',
+            `data: JSON nested deeper than ${maxJsonDepth} levels (arrays and objects) is refused`,
+            { attribute: 'data', rule: 'max-depth' },
+          ),
+        );
+        return;
+      }
+    }
+    if (!hasCeHeaders && mode === 'binary') {
       // Neither binary mode (no ce- headers) nor a CloudEvents format: not an event we can read.
       send(
         res,
@@ -490,16 +771,30 @@ export async function startHttpIngress(router: Router, options: HttpIngressOptio
     let decoded: { mode: string; events: CloudEventJson[] };
     try {
       decoded = decodeHttp(req.headers, body, { maxEventBytes });
-      decoded.events.forEach((ev, index) => {
-        if (ev.workload === undefined) {
-          throw new InvalidIntentError('workload', 'required', 'the workload attribute is required', {
-            details: decoded.events.length > 1 || decoded.mode === 'batch' ? { index } : {},
-          });
-        }
-      });
     } catch (err) {
       const { status, body: p } = decodeError(err);
+      if (mode === 'batch' && status === 400 && typeof p.index === 'number') {
+        const errors = batchProblems(body, maxEventBytes);
+        if (errors.length > 0) p.errors = errors;
+      }
       send(res, status, p);
+      return;
+    }
+    const isBatch = decoded.mode === 'batch';
+    const problems = acceptanceProblems(decoded.events, isBatch);
+    const first = problems[0];
+    if (first !== undefined) {
+      send(
+        res,
+        400,
+        problem(400, first.code, first.detail, {
+          attribute: first.attribute,
+          rule: first.rule,
+          ...(isBatch
+            ? { index: first.index, ...(first.id !== undefined ? { id: first.id } : {}), errors: problems }
+            : {}),
+        }),
+      );
       return;
     }
     // An authenticated producer sends events of its own tenant only.
@@ -554,7 +849,6 @@ export async function startHttpIngress(router: Router, options: HttpIngressOptio
       });
       return;
     }
-    const wait = ['1', 'true', 'yes'].includes((url.searchParams.get('wait') ?? '').toLowerCase());
     const events = decoded.events as RouterEvent[];
     try {
       if (!wait) {
@@ -591,7 +885,21 @@ export async function startHttpIngress(router: Router, options: HttpIngressOptio
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const url = new URL(req.url ?? '/', 'http://localhost');
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://localhost');
+    } catch {
+      req.resume();
+      send(
+        res,
+        400,
+        problem(400, 'INVALID_MESSAGE', `the request target ${JSON.stringify(req.url)} is not a valid URL`, {
+          rule: 'request-target',
+        }),
+        { connection: 'close' },
+      );
+      return;
+    }
     const path = url.pathname.replace(/\/+$/, '') || '/';
     if (path === '/events') {
       if (req.method !== 'POST') {
@@ -627,19 +935,70 @@ export async function startHttpIngress(router: Router, options: HttpIngressOptio
 
   const listener = (req: IncomingMessage, res: ServerResponse): void => {
     handle(req, res).catch((err: unknown) => {
+      // Every kind of bad input is answered above; what lands here is a fault of ours.
       const e = err instanceof MeshError ? err : toMeshError(err);
-      logger.error('http ingress failure', { error: e.message });
-      if (!res.headersSent) send(res, 400, problem(400, 'INVALID_EVENT', `could not read the request: ${e.message}`));
-      else res.destroy();
+      logger.error('http ingress failure', { error: e.message, method: req.method, url: req.url });
+      if (!res.headersSent && !res.destroyed) {
+        send(res, 500, problem(500, 'INTERNAL', `the request could not be handled: ${e.message}`));
+      } else res.destroy();
     });
+  };
+  const serverOptions = {
+    requestTimeout: requestTimeoutMs,
+    headersTimeout: headersTimeoutMs,
+    // How often Node checks those timeouts (its default, 30 s, would let a short timeout run long).
+    connectionsCheckingInterval: Math.max(10, Math.min(1000, Math.floor(headersTimeoutMs / 4))),
   };
   const server: Server =
     auth?.kind === 'mtls'
       ? createHttpsServer(
-          { cert: auth.cert, key: auth.key, ca: auth.ca, requestCert: true, rejectUnauthorized: true },
+          {
+            ...serverOptions,
+            cert: auth.cert,
+            key: auth.key,
+            ca: auth.ca,
+            requestCert: true,
+            rejectUnauthorized: true,
+          },
           listener,
         )
-      : createServer(listener);
+      : createServer(serverOptions, listener);
+  // Requests Node's parser refuses (framing, oversized headers, timeouts) get a problem body too.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    const pending = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (err.code === 'ECONNRESET' || !socket.writable || pending?.headersSent) {
+      socket.destroy();
+      return;
+    }
+    let status: number;
+    let body: ProblemBody;
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+      status = 408;
+      body = problem(
+        408,
+        'TIMEOUT',
+        `the request was not received in time (headers within ${headersTimeoutMs} ms, all within ${requestTimeoutMs} ms)`,
+        { rule: 'request-timeout' },
+      );
+    } else if (err.code === 'HPE_HEADER_OVERFLOW') {
+      status = 431;
+      body = problem(431, 'PAYLOAD_TOO_LARGE', 'the request headers are over the server limit', {
+        rule: 'header-size',
+      });
+    } else {
+      status = 400;
+      const reason = (err as { reason?: unknown }).reason;
+      body = problem(
+        400,
+        'INVALID_MESSAGE',
+        `malformed HTTP request: ${typeof reason === 'string' ? reason : err.message}`,
+        { rule: 'http-syntax' },
+      );
+    }
+    logger.debug('http client error', { code: err.code, status });
+    socket.end(rawProblemResponse(status, body));
+    socket.once('finish', () => socket.destroy());
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
