@@ -572,6 +572,60 @@ describe('HTTP ingress', () => {
       expect(res.body).toMatchObject({ status: 400 });
     });
 
+    it('answers Expect: 100-continue with 413 before the body when Content-Length is over the limit', async () => {
+      const exchange = (length: number, body: string | undefined) =>
+        new Promise<{ status: number; continued: boolean }>((resolve, reject) => {
+          let continued = false;
+          const req = httpRequest(`${http.url}/events`, {
+            method: 'POST',
+            agent: false,
+            headers: {
+              ...binaryHeaders(`exp${length}`),
+              expect: '100-continue',
+              'content-length': String(length),
+            },
+          });
+          req.on('continue', () => {
+            continued = true;
+            if (body !== undefined) req.end(body);
+          });
+          req.on('response', (res) => {
+            res.resume();
+            res.on('end', () => {
+              resolve({ status: res.statusCode ?? 0, continued });
+              req.destroy();
+            });
+          });
+          req.on('error', reject);
+          req.flushHeaders();
+        });
+      expect(await exchange(10_000_000, undefined)).toEqual({ status: 413, continued: false });
+      expect(await exchange(2, '{}')).toEqual({ status: 202, continued: true });
+    });
+
+    it('answers 415 to a compressed body (Content-Encoding other than identity)', async () => {
+      const res = await raw({ headers: binaryHeaders('gz', { 'content-encoding': 'gzip' }), body: 'not really gzip' });
+      expectProblem(res, 415, { code: 'UNSUPPORTED_FORMAT', rule: 'content-encoding' });
+      const identity = await raw({ headers: binaryHeaders('id', { 'content-encoding': 'identity' }), body: '{}' });
+      expect(identity.status).toBe(202);
+    });
+
+    it('survives a client that disconnects in the middle of the body', async () => {
+      await new Promise<void>((resolve) => {
+        const socket = connect(http.port, '127.0.0.1', () => {
+          socket.write(
+            'POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/cloudevents+json\r\nContent-Length: 500\r\n\r\n{"specversion":"1.0",',
+            () => socket.destroy(),
+          );
+        });
+        socket.on('close', () => resolve());
+      });
+      const after = await raw({ headers: binaryHeaders('after-abort'), body: '{}' });
+      expect(after.status).toBe(202);
+      await new Promise<void>((r) => setImmediate(r));
+      expect(mesh.dispatched.map((w) => w.event.id)).toEqual(['after-abort']);
+    });
+
     it('refuses invalid UTF-8 in the body with rule utf-8', async () => {
       const bad = Buffer.concat([
         Buffer.from('{"specversion":"1.0","id":"'),

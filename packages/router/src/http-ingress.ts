@@ -602,6 +602,7 @@ export async function startHttpIngress(router: Router, options: HttpIngressOptio
     positiveIntOption('headersTimeoutMs', options.headersTimeoutMs, DEFAULT_HTTP_HEADERS_TIMEOUT_MS),
     requestTimeoutMs,
   );
+  const expectsContinue = new WeakSet<IncomingMessage>();
   const maxJsonDepth = positiveIntOption('maxJsonDepth', options.maxJsonDepth, DEFAULT_HTTP_MAX_JSON_DEPTH);
 
   /** The tenant the request is authenticated as (`undefined`: no authentication configured), or a refusal sent. */
@@ -701,6 +702,26 @@ export async function startHttpIngress(router: Router, options: HttpIngressOptio
       discardRest(req);
       return;
     }
+    const encoding = (req.headers['content-encoding'] ?? '').trim().toLowerCase();
+    if (encoding !== '' && encoding !== 'identity') {
+      discardRest(req);
+      send(
+        res,
+        415,
+        problem(
+          415,
+          'UNSUPPORTED_FORMAT',
+          `content-encoding ${JSON.stringify(encoding)} is not supported; send the body uncompressed`,
+          {
+            rule: 'content-encoding',
+          },
+        ),
+        { connection: 'close' },
+      );
+      return;
+    }
+    // `Expect: 100-continue`: the client sends the body only once every check above has passed.
+    if (expectsContinue.has(req)) res.writeContinue();
     let body: Uint8Array;
     try {
       body = await readBody(req, maxEventBytes);
@@ -963,6 +984,14 @@ export async function startHttpIngress(router: Router, options: HttpIngressOptio
           listener,
         )
       : createServer(serverOptions, listener);
+  // Answer `Expect: 100-continue` only after the checks that need no body (an over-limit
+  // Content-Length gets its 413 before the client sends anything). The connection closes after
+  // such a request, so that a client that never sends the body cannot leave it half-read.
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    expectsContinue.add(req);
+    res.shouldKeepAlive = false;
+    listener(req, res);
+  });
   // Requests Node's parser refuses (framing, oversized headers, timeouts) get a problem body too.
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     const pending = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
