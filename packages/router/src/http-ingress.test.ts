@@ -673,6 +673,14 @@ describe('HTTP ingress', () => {
         const bin = await raw({ path: '/events?wait=1', headers: binaryHeaders(`bdeep${depth}`), body: data });
         expectProblem(bin, 400, { attribute: 'data', rule: 'max-depth' });
       }
+      // Binary mode with the data's type in ce-datacontenttype only, and no ce- headers at all (415 first).
+      const deep = `${'{"a":'.repeat(200)}1${'}'.repeat(200)}`;
+      const headers: Record<string, string> = binaryHeaders('ce-dct', { 'ce-datacontenttype': 'application/json' });
+      delete headers['content-type'];
+      expectProblem(await raw({ headers, body: deep }), 400, { attribute: 'data', rule: 'max-depth' });
+      expectProblem(await raw({ headers: { 'content-type': 'application/json' }, body: deep }), 415, {
+        code: 'UNSUPPORTED_FORMAT',
+      });
       // Moderate nesting is fine.
       const ok = await structured(
         JSON.stringify(ev('deep-ok', { data: JSON.parse(`${'{"a":'.repeat(50)}1${'}'.repeat(50)}`) })),

@@ -382,6 +382,16 @@ function parseMediaType(value: string): { essence: string; charset: string | und
   return { essence, charset };
 }
 
+/** A header's value, percent-decoded when it can be (for a look ahead of the decoder, never an error). */
+function headerText(value: string | string[] | undefined): string {
+  const v = Array.isArray(value) ? (value[0] ?? '') : (value ?? '');
+  try {
+    return decodeURIComponent(v);
+  } catch {
+    return v;
+  }
+}
+
 /** Charsets JSON may be read in: UTF-8 and its ASCII subset (RFC 8259 §8.1). */
 const JSON_CHARSETS: ReadonlySet<string> = new Set(['utf-8', 'utf8', 'us-ascii']);
 
@@ -741,19 +751,36 @@ export async function startHttpIngress(router: Router, options: HttpIngressOptio
     const contentType = rawContentType.toLowerCase();
     const hasCeHeaders = Object.keys(req.headers).some((h) => h.toLowerCase().startsWith('ce-'));
     const mode = contentMode(media.essence);
-    // JSON is read as UTF-8 (RFC 8259 §8.1): an event format or JSON data in another charset is refused.
-    const readsJson =
-      mode === 'structured' ||
-      mode === 'batch' ||
-      (mode === 'binary' && media.essence !== '' && isJsonContentType(media.essence));
-    if (readsJson && media.charset !== undefined && !JSON_CHARSETS.has(media.charset)) {
+    if (!hasCeHeaders && mode === 'binary') {
+      // Neither binary mode (no ce- headers) nor a CloudEvents format: not an event we can read.
       send(
         res,
         415,
         problem(
           415,
           'UNSUPPORTED_FORMAT',
-          `charset ${JSON.stringify(media.charset)} is not supported for JSON; send UTF-8 (charset=utf-8 or none)`,
+          `unsupported event format: content-type ${JSON.stringify(contentType || '(none)')} without ce- headers; use binary mode (ce-* headers), application/cloudevents+json or application/cloudevents-batch+json`,
+          { contentType },
+        ),
+      );
+      return;
+    }
+    // Binary mode without Content-Type: the data's type may come from ce-datacontenttype.
+    const dataMedia =
+      mode === 'binary' && media.essence === '' ? parseMediaType(headerText(req.headers['ce-datacontenttype'])) : media;
+    // JSON is read as UTF-8 (RFC 8259 §8.1): an event format or JSON data in another charset is refused.
+    const readsJson =
+      mode === 'structured' ||
+      mode === 'batch' ||
+      (mode === 'binary' && dataMedia.essence !== '' && isJsonContentType(dataMedia.essence));
+    if (readsJson && dataMedia.charset !== undefined && !JSON_CHARSETS.has(dataMedia.charset)) {
+      send(
+        res,
+        415,
+        problem(
+          415,
+          'UNSUPPORTED_FORMAT',
+          `charset ${JSON.stringify(dataMedia.charset)} is not supported for JSON; send UTF-8 (charset=utf-8 or none)`,
           { contentType, rule: 'charset' },
         ),
       );
@@ -774,20 +801,6 @@ export async function startHttpIngress(router: Router, options: HttpIngressOptio
         );
         return;
       }
-    }
-    if (!hasCeHeaders && mode === 'binary') {
-      // Neither binary mode (no ce- headers) nor a CloudEvents format: not an event we can read.
-      send(
-        res,
-        415,
-        problem(
-          415,
-          'UNSUPPORTED_FORMAT',
-          `unsupported event format: content-type ${JSON.stringify(contentType || '(none)')} without ce- headers; use binary mode (ce-* headers), application/cloudevents+json or application/cloudevents-batch+json`,
-          { contentType },
-        ),
-      );
-      return;
     }
     let decoded: { mode: string; events: CloudEventJson[] };
     try {
