@@ -569,7 +569,23 @@ describe('HTTP ingress', () => {
       const res = parseRaw(text);
       expect(res.status).toBe(400);
       expect(res.headers['content-type']).toBe('application/problem+json');
-      expect(res.body).toMatchObject({ status: 400 });
+      expect(res.body).toMatchObject({ status: 400, code: 'INVALID_MESSAGE', rule: 'http-syntax' });
+      for (const request of [
+        // request smuggling shape: both framings
+        'POST /events HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+        'post /events HTTP/1.1\r\nHost: x\r\n\r\n',
+        'POST /events HTTP/1.1\r\nHost: x\r\nce-id: a\x00b\r\n\r\n',
+      ]) {
+        const r = parseRaw(await rawSocket(request));
+        expect({ request, status: r.status, ct: r.headers['content-type'] }).toEqual({
+          request,
+          status: 400,
+          ct: 'application/problem+json',
+        });
+      }
+      const target = parseRaw(await rawSocket('GET http://[oops/events HTTP/1.1\r\nHost: x\r\n\r\n'));
+      expect(target.status).toBe(400);
+      expect(target.body).toMatchObject({ code: 'INVALID_MESSAGE', rule: 'request-target' });
     });
 
     it('answers Expect: 100-continue with 413 before the body when Content-Length is over the limit', async () => {
