@@ -71,7 +71,16 @@ export const noopLogger: Logger = {
 /** The outcome of claiming an idempotency key. */
 export type IdempotencyClaim =
   | { kind: 'claimed' }
-  | { kind: 'in-progress'; ownerId: string }
+  | {
+      kind: 'in-progress';
+      ownerId: string;
+      /**
+       * How long the owner's claim still lasts, ms (when the store can tell): a router that sees
+       * another owner's claim hands the event back for at least this long, so that the claim of
+       * a router that died has expired when the event comes again.
+       */
+      expiresInMs?: number;
+    }
   | { kind: 'completed'; result: StoredOutcome };
 
 /** A terminal outcome recorded for an idempotency key. */

@@ -51,6 +51,15 @@ export class AgentRegistry {
   readonly #agents = new Map<string, AgentEntry>();
   readonly #listeners = new Set<(change: RegistryChange) => void>();
   #revision = 0;
+  /**
+   * The views handed out by {@link views}, and where each agent sits in them. Rebuilt when an agent
+   * joins, leaves or changes state; otherwise only the views of agents that changed (heartbeat,
+   * reservation, round trip) are rebuilt, into a copy of the array, so that an unchanged registry
+   * hands out the very same array (the policy engine caches per array and revision).
+   */
+  #views: AgentView[] | undefined;
+  readonly #viewIndex = new Map<string, number>();
+  readonly #dirty = new Set<AgentEntry>();
 
   constructor(options: AgentRegistryOptions) {
     this.#opts = options;
@@ -69,6 +78,12 @@ export class AgentRegistry {
 
   #emit(change: RegistryChange): void {
     this.#revision++;
+    if (change.type === 'capacity') {
+      const e = this.#agents.get(change.agentId);
+      if (e) this.#dirty.add(e);
+    } else {
+      this.#views = undefined;
+    }
     for (const l of this.#listeners) l(change);
   }
 
@@ -177,7 +192,9 @@ export class AgentRegistry {
   /** Reserve a slot on an agent for a dispatch. */
   reserve(agentId: string): void {
     const e = this.#agents.get(agentId);
-    if (e) e.localInFlight++;
+    if (!e) return;
+    e.localInFlight++;
+    this.#dirty.add(e);
   }
 
   /** Release a slot reserved with {@link reserve}. Returns whether the agent is still known. */
@@ -185,6 +202,7 @@ export class AgentRegistry {
     const e = this.#agents.get(agentId);
     if (!e) return false;
     if (e.localInFlight > 0) e.localInFlight--;
+    this.#dirty.add(e);
     return true;
   }
 
@@ -194,6 +212,7 @@ export class AgentRegistry {
     if (!e || !Number.isFinite(rttMs) || rttMs < 0) return;
     const a = this.#opts.rttEwmaAlpha;
     e.rttMs = e.rttMs * (1 - a) + rttMs * a;
+    this.#dirty.add(e);
   }
 
   /** The lowest intensity this agent was seen at within the carbon memory. */
@@ -228,16 +247,41 @@ export class AgentRegistry {
     };
   }
 
-  /** Views of every routable agent (ready or degraded). */
-  views(): AgentView[] {
-    const out: AgentView[] = [];
-    for (const e of this.#agents.values()) if (this.routable(e)) out.push(this.view(e));
-    return out;
+  /**
+   * Views of every routable agent (ready or degraded). The array and its views are shared until
+   * the registry changes: read them, never modify them.
+   */
+  views(): readonly AgentView[] {
+    let views = this.#views;
+    if (views === undefined) {
+      views = [];
+      this.#viewIndex.clear();
+      for (const e of this.#agents.values()) {
+        if (!this.routable(e)) continue;
+        this.#viewIndex.set(e.agentId, views.length);
+        views.push(this.view(e));
+      }
+      this.#dirty.clear();
+      this.#views = views;
+      return views;
+    }
+    if (this.#dirty.size > 0) {
+      views = views.slice();
+      for (const e of this.#dirty) {
+        const i = this.#viewIndex.get(e.agentId);
+        if (i !== undefined && this.#agents.get(e.agentId) === e) views[i] = this.view(e);
+      }
+      this.#dirty.clear();
+      this.#views = views;
+    }
+    return views;
   }
 
   /** Stop every agent actor. */
   stop(): void {
     for (const e of this.#agents.values()) e.actor.stop();
     this.#agents.clear();
+    this.#views = undefined;
+    this.#dirty.clear();
   }
 }

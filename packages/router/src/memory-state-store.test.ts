@@ -28,6 +28,18 @@ describe('memoryStateStore', () => {
     for (let i = 0; i < 9; i++) expect(await store.claim(`k${i}`, 'b', 100)).toEqual({ kind: 'claimed' });
   });
 
+  it('tells another owner how long the claim still lasts', async () => {
+    const clock = simulatedClock();
+    const store = memoryStateStore({ clock });
+    await store.claim('k', 'router-a', 30_000);
+    clock.advance(10_000);
+    expect(await store.claim('k', 'router-b', 60_000)).toEqual({
+      kind: 'in-progress',
+      ownerId: 'router-a',
+      expiresInMs: 20_000,
+    });
+  });
+
   it('keeps at most maxOutcomes recorded outcomes, dropping the oldest first', async () => {
     const store = memoryStateStore({ maxOutcomes: 3 });
     for (const k of ['a', 'b', 'c']) await store.complete(k, { outcome: 'succeeded', recordedAtMs: 1 }, 60_000);

@@ -116,7 +116,8 @@ export function memoryStateStore(options: MemoryStateStoreOptions = {}): StateSt
       const d = live(done, key, now);
       if (d) return { kind: 'completed', result: JSON.parse(d.outcome) as StoredOutcome };
       const c = live(claims, key, now);
-      if (c && c.ownerId !== ownerId) return { kind: 'in-progress', ownerId: c.ownerId };
+      if (c && c.ownerId !== ownerId)
+        return { kind: 'in-progress', ownerId: c.ownerId, expiresInMs: c.expiresAtMs - now };
       claims.delete(key); // re-inserted at the end: the map stays in expiry order for the sweep
       claims.set(key, { ownerId, expiresAtMs: now + ttlMs });
       return { kind: 'claimed' };

@@ -245,6 +245,36 @@ describe('router engine', () => {
     expect(new Set(mesh.results.map((r) => `${r.workId}/${r.attempt}`)).size).toBe(1);
   });
 
+  it('hands an event claimed by another router back until that claim expires, then runs it', async () => {
+    // A router that died holding the claim: its event comes to this router after the ack wait.
+    const store = memoryStateStore({ clock });
+    await store.claim('/test#orphan', 'r-dead', 60_000);
+    clock.advance(30_000);
+    mesh.agents.set('de-1', async (w) => okResult(w));
+    router = createRouter({
+      mesh,
+      store,
+      policies: testPolicy('carbon'),
+      clock,
+      routerId: 'r1',
+      options: { nakDelayMs: 1_000 },
+    });
+    await router.start();
+    mesh.heartbeat(capacity('de-1', { sentAtMs: clock.now() }));
+    const first = delivery(cloudEvent('orphan'), '_INBOX.o.1');
+    await router.handleDelivery(first);
+    // Not after the usual 1 s (which would spend the event's deliveries while the claim lives):
+    // after the 30 s the claim has left, plus the nak delay.
+    expect(first.naks).toEqual([31_000]);
+    expect(mesh.dispatched).toHaveLength(0);
+    clock.advance(31_000);
+    mesh.heartbeat(capacity('de-1', { seq: 2, sentAtMs: clock.now() }));
+    const again = delivery(cloudEvent('orphan'), '_INBOX.o.1');
+    await router.handleDelivery(again);
+    expect(again.acked).toBe(1);
+    expect(mesh.dispatched).toHaveLength(1);
+  });
+
   it('answers once a redelivery whose outcome was recorded but whose answer never went out', async () => {
     const store = memoryStateStore({ clock });
     await store.claim('/test#crashed', 'r-dead', 60_000);

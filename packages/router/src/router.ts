@@ -178,6 +178,8 @@ interface ItemState {
   decisionIds: string[];
   /** The record of the decision that queued the item (published if the wait times out). */
   queuedRecord: (() => DecisionRecord) | undefined;
+  /** How long a released item waits before it is delivered again (default: `nakDelayMs`). */
+  releaseDelayMs?: number;
 }
 
 /** Dead-letter reasons of the router: the work item's, plus the router's own workload check. */
@@ -201,6 +203,12 @@ const deadLetterError = (
   retryable: false,
   ...(details ? { details } : {}),
 });
+
+/** The agents of a views array that can run a workload, and the others as exclusions. */
+interface WorkloadSplit {
+  able: readonly AgentView[];
+  excluded: { agentId: string; rules: string[] }[];
+}
 
 /** Whether a work item is on its way to an agent or running there. */
 const isInFlight = (snap: { matches(state: 'dispatched' | 'running'): boolean }): boolean =>
@@ -390,6 +398,63 @@ export function createRouter(deps: CreateRouterOptions): Router {
     return out;
   };
 
+  /**
+   * The agents of a views array that can run a workload, and the others as exclusions; cached
+   * per array (the registry hands out the same array until something changes) and workload spec.
+   */
+  let splits = new Map<WorkloadSpec, WorkloadSplit>();
+  let splitsOf: readonly AgentView[] | undefined;
+  const workloadSplit = (views: readonly AgentView[], spec: WorkloadSpec): WorkloadSplit => {
+    if (splitsOf !== views) {
+      splits = new Map();
+      splitsOf = views;
+    }
+    let split = splits.get(spec);
+    if (split === undefined) {
+      const able: AgentView[] = [];
+      const excluded: { agentId: string; rules: string[] }[] = [];
+      for (const v of views) {
+        if (agentCanRun(spec, v)) able.push(v);
+        else excluded.push({ agentId: v.id, rules: [WORKLOAD_BACKEND_RULE] });
+      }
+      split = { able: excluded.length === 0 ? views : able, excluded };
+      if (splits.size >= 256) splits.clear();
+      splits.set(spec, split);
+    }
+    return split;
+  };
+
+  /** Send the item to `pick`: reserve a slot, answer `PLACED`, publish the decision record after. */
+  const route = (
+    it: ItemState,
+    actor: ItemState['actor'],
+    pick: AgentEntry,
+    decisionId: string,
+    baseRecord: () => DecisionRecord,
+  ): void => {
+    const chosen = { agentId: pick.agentId, region: pick.report.region, jurisdiction: pick.report.jurisdiction };
+    const deferredInfo = it.deferred;
+    if (it.span.isRecording())
+      it.span.setAttributes({
+        'meshroute.agent.id': pick.agentId,
+        'meshroute.agent.region': pick.report.region,
+        'meshroute.agent.jurisdiction': pick.report.jurisdiction,
+        'meshroute.agent.carbon_intensity': pick.report.carbonIntensity,
+      });
+    telemetry.routed(pick.agentId);
+    registry.reserve(pick.agentId);
+    it.decisionIds.push(decisionId);
+    it.agentId = pick.agentId;
+    it.agent = { id: pick.agentId, region: pick.report.region, jurisdiction: pick.report.jurisdiction };
+    actor.send({ type: 'PLACED', agentId: pick.agentId, decisionId });
+    // The audit record is built and published off the dispatch path (right after it).
+    setImmediate(() => {
+      const record: DecisionRecord = { ...baseRecord(), outcome: 'routed', chosen };
+      if (deferredInfo) record.deferred = deferredInfo;
+      publishDecision(record);
+    });
+  };
+
   const place = (it: ItemState, ctx: WorkItemContext): void => {
     const attempt = ctx.attempt;
     const actor = it.actor;
@@ -416,7 +481,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
       actor.send({ type: 'RELEASE' });
       return;
     }
-    let views = registry.views();
+    let views: readonly AgentView[] = registry.views();
     // Workload-aware placement: an unregistered workload never reaches an agent, and agents that
     // cannot run it are excluded before the policy decides (and listed in the record).
     let workloadExcluded: { agentId: string; rules: string[] }[] = [];
@@ -437,14 +502,9 @@ export function createRouter(deps: CreateRouterOptions): Router {
         });
         return;
       }
-      const runnable = spec;
-      const able = views.filter((v) => agentCanRun(runnable, v));
-      if (able.length !== views.length) {
-        workloadExcluded = views
-          .filter((v) => !able.includes(v))
-          .map((v) => ({ agentId: v.id, rules: [WORKLOAD_BACKEND_RULE] }));
-        views = able;
-      }
+      const split = workloadSplit(views, spec);
+      views = split.able;
+      workloadExcluded = split.excluded;
     }
     const decisionId = randomUUID();
     const decideStarted = clock.monotonicMs();
@@ -477,7 +537,9 @@ export function createRouter(deps: CreateRouterOptions): Router {
         'meshroute.decision.duration_ms': decisionMs,
       });
     }
-    const excluded = workloadExcluded.length > 0 ? [...decision.excluded, ...workloadExcluded] : decision.excluded;
+    // Every excluded agent, for the dead letter (materialised only then: it walks every agent).
+    const excluded = () =>
+      workloadExcluded.length > 0 ? [...decision.excluded, ...workloadExcluded] : decision.excluded;
     // Every decision whose record is published is listed in the item's dead letter (if any).
     const baseRecord = (): DecisionRecord => {
       if (!it.decisionIds.includes(decisionId)) it.decisionIds.push(decisionId);
@@ -496,6 +558,22 @@ export function createRouter(deps: CreateRouterOptions): Router {
         reason: 'POLICY_ERROR',
         error: deadLetterError('POLICY_ERROR', 'the policy bundle failed to decide', { errors: base.errors ?? [] }),
       });
+      return;
+    }
+    const tried = ctx.triedAgents;
+    // The common case first: the policy's best agent is routable here, has a free slot, was not
+    // tried yet, and the work cannot wait for a greener slot (no deadline). Otherwise walk the
+    // whole ranking.
+    const best = decision.outcome === 'routed' && intent.deadlineMs === undefined ? decision.chosen : undefined;
+    const bestEntry = best ? registry.get(best.id) : undefined;
+    if (
+      bestEntry !== undefined &&
+      registry.routable(bestEntry) &&
+      registry.freeSlots(bestEntry) > 0 &&
+      !tried.includes(bestEntry.agentId) &&
+      residencyAllows(intent, bestEntry.report.jurisdiction)
+    ) {
+      route(it, actor, bestEntry, decisionId, baseRecord);
       return;
     }
     const candidates = decision.outcome === 'routed' ? candidateEntries(it, decision.ranking) : [];
@@ -523,13 +601,12 @@ export function createRouter(deps: CreateRouterOptions): Router {
         type: 'DEAD_LETTER',
         reason: 'NO_ELIGIBLE_AGENT',
         error: deadLetterError('NO_ELIGIBLE_AGENT', `no eligible agent for event ${event.id}`, {
-          excluded,
+          excluded: excluded(),
           ...(spec && workloadExcluded.length > 0 ? { workloadBackends: workloadBackends(spec) } : {}),
         }),
       });
       return;
     }
-    const tried = ctx.triedAgents;
     const free = candidates.filter((e) => registry.freeSlots(e) > 0);
     const pick = free.find((e) => !tried.includes(e.agentId)) ?? free[0];
     // Carbon-aware time shifting: deferrable work waits for a clearly greener eligible slot.
@@ -572,27 +649,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
       actor.send({ type: 'QUEUED' });
       return;
     }
-    const chosen = { agentId: pick.agentId, region: pick.report.region, jurisdiction: pick.report.jurisdiction };
-    const deferredInfo = it.deferred;
-    if (it.span.isRecording())
-      it.span.setAttributes({
-        'meshroute.agent.id': pick.agentId,
-        'meshroute.agent.region': pick.report.region,
-        'meshroute.agent.jurisdiction': pick.report.jurisdiction,
-        'meshroute.agent.carbon_intensity': pick.report.carbonIntensity,
-      });
-    telemetry.routed(pick.agentId);
-    registry.reserve(pick.agentId);
-    it.decisionIds.push(decisionId);
-    it.agentId = pick.agentId;
-    it.agent = { id: pick.agentId, region: pick.report.region, jurisdiction: pick.report.jurisdiction };
-    actor.send({ type: 'PLACED', agentId: pick.agentId, decisionId });
-    // The audit record is built and published off the dispatch path (right after it).
-    setImmediate(() => {
-      const record: DecisionRecord = { ...baseRecord(), outcome: 'routed', chosen };
-      if (deferredInfo) record.deferred = deferredInfo;
-      publishDecision(record);
-    });
+    route(it, actor, pick, decisionId, baseRecord);
   };
 
   // --- dispatch ------------------------------------------------------------------------------------
@@ -612,6 +669,16 @@ export function createRouter(deps: CreateRouterOptions): Router {
         if (claim.kind === 'in-progress' && claim.ownerId !== routerId) {
           registry.release(agentId);
           scheduleWake();
+          // Another router holds the claim: it is working on the event, or it died with it. Hand
+          // the event back until the claim has expired, so that a dead router's claim is gone when
+          // the event comes again (handing it back sooner only spends deliveries, and JetStream
+          // gives up on a message after its last one).
+          it.releaseDelayMs = (claim.expiresInMs ?? options.claimTtlMs) + options.nakDelayMs;
+          logger.debug('event claimed by another router; handed back until the claim expires', {
+            eventId: it.event?.id,
+            ownerId: claim.ownerId,
+            delayMs: it.releaseDelayMs,
+          });
           actor.send({ type: 'RELEASE' });
           return;
         }
@@ -786,7 +853,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
       if (it.claimed) {
         await store.release(it.key, routerId).catch((err: unknown) => storeFailed(err));
       }
-      it.delivery.nak(options.nakDelayMs);
+      it.delivery.nak(it.releaseDelayMs ?? options.nakDelayMs);
       notifyDuplicates(it.key, undefined);
       it.done();
       return;

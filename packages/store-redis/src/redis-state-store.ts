@@ -90,7 +90,7 @@ if (not cur) or cur == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   return {'claimed'}
 end
-return {'in-progress', cur}`;
+return {'in-progress', cur, redis.call('PTTL', KEYS[1])}`;
 
 const COMPLETE = `
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
@@ -134,7 +134,7 @@ end
 return {1, limit - n, 0}`;
 
 interface ScriptedRedis {
-  mrClaim(claimKey: string, doneKey: string, owner: string, ttlMs: number): Promise<[string, string?]>;
+  mrClaim(claimKey: string, doneKey: string, owner: string, ttlMs: number): Promise<[string, string?, number?]>;
   mrComplete(claimKey: string, doneKey: string, json: string, ttlMs: number): Promise<number>;
   mrRelease(claimKey: string, owner: string): Promise<number>;
   mrSpend(key: string, amount: number, limit: number, windowMs: number): Promise<[number, number, number]>;
@@ -292,7 +292,14 @@ export function redisStateStore(
         scripted.mrClaim(idemKey(key, 'claim'), idemKey(key, 'done'), ownerId, Math.ceil(ttlMs)),
       );
       if (r[0] === 'completed') return { kind: 'completed', result: decodeOutcome(r[1] ?? 'null') };
-      if (r[0] === 'in-progress') return { kind: 'in-progress', ownerId: r[1] ?? '' };
+      if (r[0] === 'in-progress') {
+        const pttl = Number(r[2]);
+        return {
+          kind: 'in-progress',
+          ownerId: String(r[1] ?? ''),
+          ...(Number.isFinite(pttl) && pttl >= 0 ? { expiresInMs: pttl } : {}),
+        };
+      }
       return { kind: 'claimed' };
     },
     async complete(key, outcome, ttlMs) {

@@ -89,9 +89,19 @@ export function runStateStoreSuite(name: string, factory: StateStoreFactory): vo
     describe('idempotency claims', () => {
       it('claims a key once; another owner sees in-progress with the owner id; the owner may claim again', async () => {
         expect(await store.claim('k1', 'router-a', 60_000)).toEqual({ kind: 'claimed' });
-        expect(await store.claim('k1', 'router-b', 60_000)).toEqual({ kind: 'in-progress', ownerId: 'router-a' });
+        expect(await store.claim('k1', 'router-b', 60_000)).toMatchObject({ kind: 'in-progress', ownerId: 'router-a' });
         expect(await store.claim('k1', 'router-a', 60_000)).toEqual({ kind: 'claimed' });
         expect(await store.claim('k2', 'router-b', 60_000)).toEqual({ kind: 'claimed' });
+      });
+
+      it('tells another owner how long the claim still lasts (expiresInMs), when it tells at all', async () => {
+        expect(await store.claim('k3', 'router-a', 30_000)).toEqual({ kind: 'claimed' });
+        const seen = await store.claim('k3', 'router-b', 60_000);
+        expect(seen.kind).toBe('in-progress');
+        if (seen.kind === 'in-progress' && seen.expiresInMs !== undefined) {
+          expect(seen.expiresInMs).toBeGreaterThan(0);
+          expect(seen.expiresInMs).toBeLessThanOrEqual(30_000);
+        }
       });
 
       it('is exclusive under concurrency: exactly one of 25 concurrent claimants wins', async () => {
@@ -100,7 +110,7 @@ export function runStateStoreSuite(name: string, factory: StateStoreFactory): vo
         const winners = owners.filter((_, i) => claims[i]?.kind === 'claimed');
         expect(winners).toHaveLength(1);
         for (const c of claims)
-          if (c.kind !== 'claimed') expect(c).toEqual({ kind: 'in-progress', ownerId: winners[0] });
+          if (c.kind !== 'claimed') expect(c).toMatchObject({ kind: 'in-progress', ownerId: winners[0] });
       });
 
       it('returns the completed outcome (deeply equal) to every later claimant and from outcome()', async () => {
@@ -127,7 +137,7 @@ export function runStateStoreSuite(name: string, factory: StateStoreFactory): vo
       it('lets only the owner release a claim; after release another owner can claim', async () => {
         await store.claim('k', 'router-a', 60_000);
         await store.release('k', 'router-b');
-        expect(await store.claim('k', 'router-b', 60_000)).toEqual({ kind: 'in-progress', ownerId: 'router-a' });
+        expect(await store.claim('k', 'router-b', 60_000)).toMatchObject({ kind: 'in-progress', ownerId: 'router-a' });
         await store.release('k', 'router-a');
         expect(await store.claim('k', 'router-b', 60_000)).toEqual({ kind: 'claimed' });
         await store.release('never-claimed', 'router-a');
@@ -150,7 +160,7 @@ export function runStateStoreSuite(name: string, factory: StateStoreFactory): vo
           'the claim to expire',
           async () => (await store.claim('k', 'router-b', 60_000)).kind === 'claimed',
         );
-        expect(await store.claim('k', 'router-a', 60_000)).toEqual({ kind: 'in-progress', ownerId: 'router-b' });
+        expect(await store.claim('k', 'router-a', 60_000)).toMatchObject({ kind: 'in-progress', ownerId: 'router-b' });
       });
 
       it('forgets a completed outcome after its TTL', async () => {
