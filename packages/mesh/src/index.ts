@@ -71,6 +71,7 @@ export {
   residencyAllows,
   validateIntent,
 } from './intent.js';
+export { DEFAULT_MAX_JSON_DEPTH, jsonDeeperThan } from './json-depth.js';
 export {
   decodeKafka,
   encodeKafkaBinary,

@@ -18,11 +18,13 @@ import type { TLSSocket } from 'node:tls';
 import {
   type CloudEventJson,
   ConfigError,
+  DEFAULT_MAX_JSON_DEPTH,
   decodeHttp,
   type ErrorInfo,
   InvalidEventError,
   InvalidIntentError,
   isJsonContentType,
+  jsonDeeperThan,
   type Logger,
   MeshError,
   noopLogger,
@@ -74,7 +76,7 @@ export const DEFAULT_HTTP_REQUEST_TIMEOUT_MS = 30_000;
 /** Default {@link HttpIngressOptions.headersTimeoutMs}: 10 s. */
 export const DEFAULT_HTTP_HEADERS_TIMEOUT_MS = 10_000;
 /** Default {@link HttpIngressOptions.maxJsonDepth}: 128 levels. */
-export const DEFAULT_HTTP_MAX_JSON_DEPTH = 128;
+export const DEFAULT_HTTP_MAX_JSON_DEPTH = DEFAULT_MAX_JSON_DEPTH;
 /** Bytes of an over-limit body read and dropped after the 413, before the connection is cut. */
 const MAX_DISCARD_BYTES = 256 * 1024;
 /** At most this many per-event errors in a batch problem. */
@@ -401,26 +403,6 @@ function contentMode(essence: string): 'structured' | 'batch' | 'other-format' |
   if (essence === 'application/cloudevents-batch+json') return 'batch';
   if (essence.startsWith('application/cloudevents')) return 'other-format';
   return 'binary';
-}
-
-/**
- * Whether a JSON text nests arrays and objects deeper than `max` levels. A byte scan (brackets
- * inside strings skipped), so that a hostile body never reaches a recursive walker.
- */
-function jsonDeeperThan(body: Uint8Array, max: number): boolean {
-  let depth = 0;
-  let inString = false;
-  for (let i = 0; i < body.length; i++) {
-    const b = body[i] as number;
-    if (inString) {
-      if (b === 0x5c) i++;
-      else if (b === 0x22) inString = false;
-    } else if (b === 0x22) inString = true;
-    else if (b === 0x5b || b === 0x7b) {
-      if (++depth > max) return true;
-    } else if (b === 0x5d || b === 0x7d) depth--;
-  }
-  return false;
 }
 
 /** The problem entry of one invalid batch member. */

@@ -15,6 +15,10 @@ export { type AgentMachineEvent, type AgentState, agentMachine } from './agent-m
 export { type AgentEntry, AgentRegistry, type AgentRegistryOptions, type RegistryChange } from './agent-registry.js';
 export { ANSWER_HEADERS, encodeAnswer, type RouterAnswer } from './answer.js';
 export {
+  type BatchEventProblem,
+  DEFAULT_HTTP_HEADERS_TIMEOUT_MS,
+  DEFAULT_HTTP_MAX_JSON_DEPTH,
+  DEFAULT_HTTP_REQUEST_TIMEOUT_MS,
   type HttpIngress,
   type HttpIngressAuth,
   type HttpIngressOptions,

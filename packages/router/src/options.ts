@@ -2,7 +2,7 @@
  * Router options: every knob, its default as a `DEFAULT_*` constant, and
  * {@link resolveRouterOptions} that validates and fills them once.
  */
-import { ConfigError } from '@meshroute/mesh';
+import { ConfigError, DEFAULT_MAX_JSON_DEPTH } from '@meshroute/mesh';
 
 /** How often agents heartbeat, ms. */
 export const DEFAULT_HEARTBEAT_INTERVAL_MS = 1_000;
@@ -71,6 +71,12 @@ export interface RouterOptions {
   dispatchTimeoutMs?: number;
   /** Largest event accepted. @default 1048576 */
   maxEventBytes?: number;
+  /**
+   * Deepest nesting of arrays/objects accepted in an event: deeper ones are dead-lettered
+   * `INVALID_EVENT` (attribute `data`, rule `max-depth`) before anything recursive reads them.
+   * @default 128 (`DEFAULT_MAX_JSON_DEPTH` of `@meshroute/mesh`)
+   */
+  maxJsonDepth?: number;
   /** HTTP ingress port (0: any free port). @default 8080 */
   httpPort?: number;
   /** HTTP ingress host. @default '0.0.0.0' */
@@ -151,6 +157,7 @@ export function resolveRouterOptions(input: RouterOptions = {}): ResolvedRouterO
     maxQueueWaitMs: positiveInt('maxQueueWaitMs', input.maxQueueWaitMs, DEFAULT_MAX_QUEUE_WAIT_MS),
     dispatchTimeoutMs: positiveInt('dispatchTimeoutMs', input.dispatchTimeoutMs, DEFAULT_DISPATCH_TIMEOUT_MS),
     maxEventBytes: positiveInt('maxEventBytes', input.maxEventBytes, DEFAULT_MAX_EVENT_BYTES),
+    maxJsonDepth: positiveInt('maxJsonDepth', input.maxJsonDepth, DEFAULT_MAX_JSON_DEPTH),
     httpPort: positiveInt('httpPort', input.httpPort, DEFAULT_HTTP_PORT, 0),
     httpHost,
     httpWaitMs: positiveInt('httpWaitMs', input.httpWaitMs, DEFAULT_HTTP_WAIT_MS),

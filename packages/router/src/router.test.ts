@@ -275,6 +275,25 @@ describe('router engine', () => {
     expect(mesh.dispatched).toHaveLength(1);
   });
 
+  it('dead-letters an event nested deeper than maxJsonDepth as INVALID_EVENT (data, max-depth), never running it', async () => {
+    mesh.agents.set('de-1', async (w) => okResult(w));
+    await make({ maxJsonDepth: 64 });
+    mesh.heartbeat(capacity('de-1', { sentAtMs: clock.now() }));
+    const nested = (levels: number) =>
+      `{"specversion":"1.0","id":"deep-${levels}","source":"/test","type":"t","workload":"echo","data":${'['.repeat(levels)}${']'.repeat(levels)}}`;
+    const deep = delivery(nested(100_000), '_INBOX.d.1');
+    await router.handleDelivery(deep);
+    expect(deep.acked).toBe(1);
+    expect(mesh.dispatched).toHaveLength(0);
+    expect(mesh.deadLetters.map((d) => [d.reason, d.error.details])).toEqual([
+      ['INVALID_EVENT', expect.objectContaining({ attribute: 'data', rule: 'max-depth' })],
+    ]);
+    // Brackets inside strings do not count; 63 levels of data (64 with the event object) pass.
+    const fine = delivery(nested(63).replace('"type":"t"', `"type":"${'['.repeat(500)}"`), '_INBOX.d.2');
+    await router.handleDelivery(fine);
+    expect(mesh.dispatched).toHaveLength(1);
+  });
+
   it('answers once a redelivery whose outcome was recorded but whose answer never went out', async () => {
     const store = memoryStateStore({ clock });
     await store.claim('/test#crashed', 'r-dead', 60_000);

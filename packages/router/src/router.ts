@@ -14,7 +14,9 @@ import {
   type EventSource,
   type IngressDelivery,
   type Intent,
+  InvalidEventError,
   InvalidIntentError,
+  jsonDeeperThan,
   type Logger,
   type Mesh,
   MeshError,
@@ -1029,6 +1031,15 @@ export function createRouter(deps: CreateRouterOptions): Router {
     let invalid: { reason: DeadLetterReason; error: ErrorInfo } | undefined;
     let raw: string | undefined;
     try {
+      // Hostile nesting parses, but would overflow the stack of everything recursive after it
+      // (encoding the work item, the dead letter): refuse it on the bytes first.
+      if (jsonDeeperThan(delivery.body, options.maxJsonDepth)) {
+        throw new InvalidEventError(
+          'data',
+          'max-depth',
+          `data: JSON nested deeper than ${options.maxJsonDepth} levels (arrays and objects) is refused`,
+        );
+      }
       // Intent is parsed below (once), with the workload rule added.
       event = decodeNats(delivery.headers, delivery.body, {
         maxEventBytes: options.maxEventBytes,
