@@ -44,7 +44,11 @@ export interface HttpIngressOptions {
   port?: number;
   /** Host. @default router.options.httpHost */
   host?: string;
-  /** Largest body. @default router.options.maxEventBytes */
+  /**
+   * Largest event, bytes: a larger body is refused with 413 before it is read; in binary mode the
+   * `ce-` attribute headers count too (the event must fit one NATS message on the way to the
+   * ingress stream). @default router.options.maxEventBytes
+   */
   maxEventBytes?: number;
   /** `?wait=1` limit for events without a latency budget. @default router.options.httpWaitMs */
   waitMs?: number;
