@@ -1,4 +1,10 @@
-import { deadLetterRecordSchema, EU_COUNTRIES, type WorkItem, type WorkloadSpec } from '@meshroute/mesh';
+import {
+  deadLetterRecordSchema,
+  EU_COUNTRIES,
+  TransportError,
+  type WorkItem,
+  type WorkloadSpec,
+} from '@meshroute/mesh';
 import { type SimulatedClock, simulatedClock } from '@meshroute/testing';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { memoryStateStore } from './memory-state-store.js';
@@ -243,6 +249,67 @@ describe('router engine', () => {
     expect(mesh.replies.map((r) => r.replyTo)).toEqual(['_INBOX.p.1']);
     // The result is published again with the same work id and attempt (the stream de-duplicates).
     expect(new Set(mesh.results.map((r) => `${r.workId}/${r.attempt}`)).size).toBe(1);
+  });
+
+  it('backs off between deliveries while the results stream refuses the result, then publishes the recorded one', async () => {
+    // A replicated stream whose leader was killed refuses publishes at once (no responders) until
+    // a new leader is elected, for seconds: at a fixed nak delay the event's deliveries ran out
+    // first and JetStream gave it up, its outcome recorded but its result never published.
+    mesh.agents.set('a', async (w) => okResult(w));
+    const store = memoryStateStore({ clock });
+    router = createRouter({
+      mesh,
+      store,
+      policies: testPolicy(),
+      clock,
+      routerId: 'r1',
+      options: { nakDelayMs: 1_000 },
+    });
+    await router.start();
+    mesh.heartbeat(capacity('a', { sentAtMs: clock.now() }));
+    const publish = mesh.publishResult.bind(mesh);
+    let refusing = true;
+    mesh.publishResult = async (result, tenant) => {
+      if (refusing) throw new TransportError('publish result: no stream listens (no responders)');
+      await publish(result, tenant);
+    };
+    const naks: (number | undefined)[] = [];
+    for (let n = 0; n < 7; n++) {
+      const d = Object.assign(delivery(cloudEvent('refused'), '_INBOX.r'), { redeliveryCount: n });
+      await router.handleDelivery(d);
+      expect(d.acked).toBe(0);
+      naks.push(...d.naks);
+    }
+    expect(naks).toEqual([1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000]);
+    refusing = false;
+    const last = Object.assign(delivery(cloudEvent('refused'), '_INBOX.r'), { redeliveryCount: 7 });
+    await router.handleDelivery(last);
+    expect(last.acked).toBe(1);
+    expect(mesh.dispatched).toHaveLength(1);
+    expect(mesh.results.map((r) => r.eventId)).toEqual(['refused']);
+  });
+
+  it("does not ack a second delivery of an event before the first one's result is in the results stream", async () => {
+    // Acking either delivery acks the message: if the second were acked when the producer was
+    // answered, a result publish failing after that could never be retried.
+    let release!: () => void;
+    mesh.agents.set('a', (w) => new Promise((resolve) => (release = () => resolve(okResult(w)))));
+    await make();
+    mesh.heartbeat(capacity('a', { sentAtMs: clock.now() }));
+    mesh.publishResult = async () => {
+      throw new TransportError('publish result: no stream listens (no responders)');
+    };
+    const first = delivery(cloudEvent('twice'), '_INBOX.t.1');
+    const second = Object.assign(delivery(cloudEvent('twice'), '_INBOX.t.1'), { redeliveryCount: 1 });
+    const p1 = router.handleDelivery(first);
+    await flush();
+    const p2 = router.handleDelivery(second);
+    await flush();
+    release();
+    await Promise.all([p1, p2]);
+    expect(first.acked + second.acked).toBe(0);
+    expect(first.naks).toHaveLength(1);
+    expect(second.naks).toHaveLength(1);
   });
 
   it('hands an event claimed by another router back until that claim expires, then runs it', async () => {

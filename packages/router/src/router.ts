@@ -195,6 +195,22 @@ const WORKLOAD_NOT_FOUND_REASON = 'WORKLOAD_NOT_FOUND' as RouterDeadLetterReason
 
 const textDecoder = new TextDecoder();
 
+/** The longest a handed-back delivery waits to come again. */
+const MAX_HAND_BACK_DELAY_MS = 30_000;
+
+/**
+ * How long a delivery handed back to ingress waits before it comes again: `nakDelayMs` doubled
+ * with each earlier delivery, at most {@link MAX_HAND_BACK_DELAY_MS}. Every hand-back spends one
+ * of the consumer's deliveries (`max_deliver`), and what makes the router hand an event back
+ * lasts a while: a stream without a leader (a replicated stream whose leader was killed, until
+ * the election ends, seconds) refuses the result or dead letter at once (503 no responders); the
+ * mesh is unreachable; no agent has been heard since a restart; the router is full. At a fixed
+ * delay the deliveries ran out within such a window and JetStream gave the event up (its outcome
+ * recorded, its result never published); doubling makes ten deliveries last minutes.
+ */
+const handBackDelayMs = (nakDelayMs: number, redeliveryCount: number): number =>
+  Math.min(nakDelayMs * 2 ** Math.min(redeliveryCount, 20), MAX_HAND_BACK_DELAY_MS);
+
 const deadLetterError = (
   reason: RouterDeadLetterReason,
   message: string,
@@ -788,8 +804,12 @@ export function createRouter(deps: CreateRouterOptions): Router {
     for (const w of set) w(answer);
   };
 
+  /**
+   * Answer this router's HTTP waiters. Deliveries of the same event waiting on this one are told
+   * only once its outcome is settled (result published, delivery acked): acking one of them acks
+   * the message, and a result publish that failed after it could not be retried.
+   */
   const notifyWaiters = (key: string, answer: RouterAnswer): void => {
-    notifyDuplicates(key, answer);
     const set = waiters.get(key);
     if (!set) return;
     waiters.delete(key);
@@ -864,7 +884,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
       if (it.claimed) {
         await store.release(it.key, routerId).catch((err: unknown) => storeFailed(err));
       }
-      it.delivery.nak(it.releaseDelayMs ?? options.nakDelayMs);
+      it.delivery.nak(it.releaseDelayMs ?? handBackDelayMs(options.nakDelayMs, it.delivery.redeliveryCount));
       notifyDuplicates(it.key, undefined);
       it.done();
       return;
@@ -1008,7 +1028,9 @@ export function createRouter(deps: CreateRouterOptions): Router {
       }
     }
     if (!ackable) {
-      it.delivery.nak(options.nakDelayMs);
+      // The stream did not take the result or dead letter: back off, so that the deliveries last
+      // until it does (a stream leader election), rather than running out while it cannot.
+      it.delivery.nak(handBackDelayMs(options.nakDelayMs, it.delivery.redeliveryCount));
       notifyDuplicates(it.key, undefined);
       it.done();
       return;
@@ -1024,6 +1046,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
         error: toMeshError(err).message,
       });
     });
+    notifyDuplicates(it.key, answer);
     hub.emit({ type: 'workFinished', eventId: id, state });
     it.done();
   };
@@ -1032,7 +1055,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
 
   const handleDelivery = async (delivery: IngressDelivery): Promise<void> => {
     if (lifecycle !== 'started') {
-      delivery.nak(options.nakDelayMs);
+      delivery.nak(handBackDelayMs(options.nakDelayMs, delivery.redeliveryCount));
       return;
     }
     let event: RouterEvent | undefined;
@@ -1087,7 +1110,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
         }
         set.add((answer) => {
           if (answer === undefined) {
-            delivery.nak(options.nakDelayMs);
+            delivery.nak(handBackDelayMs(options.nakDelayMs, delivery.redeliveryCount));
             resolve();
             return;
           }
@@ -1105,7 +1128,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
     }
     if (items.size >= options.maxInFlightItems) {
       hub.emit({ type: 'backpressure', queued: queue.size, inFlightItems: items.size });
-      delivery.nak(options.nakDelayMs);
+      delivery.nak(handBackDelayMs(options.nakDelayMs, delivery.redeliveryCount));
       return;
     }
     let done!: () => void;
@@ -1145,7 +1168,8 @@ export function createRouter(deps: CreateRouterOptions): Router {
       finish: (state, ctx) => {
         void finish(it, state, ctx).catch((err: unknown) => {
           logger.error('finishing a work item failed', { error: toMeshError(err).message });
-          delivery.nak(options.nakDelayMs);
+          delivery.nak(handBackDelayMs(options.nakDelayMs, delivery.redeliveryCount));
+          notifyDuplicates(key, undefined);
           done();
         });
       },
