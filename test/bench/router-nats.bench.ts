@@ -7,116 +7,35 @@
  * - `router.throughput.jetstream`: events/s the router drains from a pre-loaded JetStream ingress
  *   stream (at-least-once: each event acked after its result is recorded) vs the direct
  *   request/reply throughput.
- * The core-NATS ingress below is bench-only glue (an EventSource over a queue subscription).
+ * - `router.hop.process` / `router.throughput.core.process`: the same two with the router in a
+ *   process of its own (`support/router-child.ts`), the way it is deployed, against a direct
+ *   baseline measured again right before.
+ * The core-NATS ingress is bench-only glue (an EventSource over a queue subscription, in
+ * `support/router-bench-kit.ts`).
  */
-import { readdirSync, readFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
-import {
-  type CapacityReport,
-  type EventSource,
-  encodeMessage,
-  type IngressDelivery,
-  type WorkItem,
-  type WorkResult,
-} from '@meshroute/mesh';
-import { loadBundle } from '@meshroute/policy';
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { encodeMessage } from '@meshroute/mesh';
 import { createRouter, memoryStateStore, type Router } from '@meshroute/router';
 import { benchLine, percentiles, reportBench, sampleAsync, startNatsServer, stopAllServers } from '@meshroute/testing';
 import {
   connectMesh,
   type MeshConnection,
-  mapFromHeaders,
   natsAgentMesh,
   natsEventSource,
   natsMesh,
   provisionMesh,
 } from '@meshroute/transport-nats';
+import {
+  BENCH_INGRESS_SUBJECT,
+  noopCapacity as capacity,
+  coreNatsSource,
+  noopResult as result,
+  shippedBundle,
+} from './support/router-bench-kit.js';
 
 const root = new URL('../..', import.meta.url).pathname;
-const files: { path: string; content: string }[] = [];
-const walk = (d: string) => {
-  for (const e of readdirSync(d, { withFileTypes: true })) {
-    const p = join(d, e.name);
-    if (e.isDirectory()) walk(p);
-    else if (/\.(ya?ml|json)$/.test(e.name))
-      files.push({ path: relative(join(root, 'policies'), p), content: readFileSync(p, 'utf8') });
-  }
-};
-walk(join(root, 'policies'));
-const loaded = loadBundle(files, { nowMs: Date.now() });
-if (!loaded.bundle) throw new Error(`policies: ${JSON.stringify(loaded.errors)}`);
-const bundle = loaded.bundle;
-
-function coreNatsSource(conn: MeshConnection, subject: string): EventSource {
-  let sub: ReturnType<MeshConnection['nc']['subscribe']> | undefined;
-  return {
-    async start(handler) {
-      sub = conn.nc.subscribe(subject, {
-        queue: 'routers',
-        callback: (_err, m) => {
-          const delivery: IngressDelivery = {
-            headers: m.headers ? mapFromHeaders(m.headers) : new Map(),
-            body: m.data,
-            replyTo: m.reply,
-            redeliveryCount: 0,
-            ack: async () => {},
-            nak: () => {},
-            working: () => {},
-            term: () => {},
-          };
-          void handler(delivery);
-        },
-      });
-    },
-    async close() {
-      sub?.unsubscribe();
-    },
-  };
-}
-
-function result(w: WorkItem): WorkResult {
-  return {
-    schema: 'meshroute.result/v1',
-    workId: w.workId,
-    eventId: w.event.id,
-    eventSource: w.event.source,
-    agentId: w.agentId,
-    attempt: w.attempt,
-    ok: true,
-    output: { ok: true },
-    queueMs: 0,
-    executionMs: 0,
-    finishedAtMs: Date.now(),
-  };
-}
-
-function capacity(agentId: string, slots: number, seq: number): CapacityReport {
-  return {
-    schema: 'meshroute.capacity/v1',
-    agentId,
-    seq,
-    instanceId: `${agentId}-bench`,
-    sentAtMs: Date.now(),
-    heartbeatIntervalMs: 1000,
-    status: 'ready',
-    backends: ['wasm'],
-    region: 'eu-central',
-    jurisdiction: 'DE',
-    carbonIntensity: 300,
-    carbonSource: 'fixed',
-    latencyP50Ms: 0.1,
-    latencyP99Ms: 0.5,
-    slots,
-    freeSlots: slots,
-    inFlight: 0,
-    queueDepth: 0,
-    costPerJob: '0',
-    labels: {},
-    versions: {},
-    workloads: [],
-    facts: {},
-  };
-}
+const bundle = shippedBundle(root);
 
 const enc = new TextEncoder();
 let evSeq = 0;
@@ -185,7 +104,7 @@ try {
   const routerConn = await connect('bench-router');
   const router = createRouter({
     mesh: natsMesh(routerConn, { routerId: 'bench-router' }),
-    source: coreNatsSource(routerConn, 'bench.router.ingress'),
+    source: coreNatsSource(routerConn, BENCH_INGRESS_SUBJECT),
     store: memoryStateStore(),
     policies: bundle,
     routerId: 'bench-router',
@@ -210,7 +129,7 @@ try {
   });
   const iterations = 2_000;
   const viaRouter = await sampleAsync(
-    () => producer.nc.request('bench.router.ingress', eventBytes(), { timeout: 5000 }),
+    () => producer.nc.request(BENCH_INGRESS_SUBJECT, eventBytes(), { timeout: 5000 }),
     {
       iterations,
     },
@@ -232,7 +151,7 @@ try {
   const n = 20_000;
   const concurrency = 512;
   const ours = await throughput(n, concurrency, () =>
-    producer.nc.request('bench.router.ingress', eventBytes(), { timeout: 30_000 }),
+    producer.nc.request(BENCH_INGRESS_SUBJECT, eventBytes(), { timeout: 30_000 }),
   );
   const direct2 = await throughput(n, concurrency, () =>
     producer.nc.request('meshroute.work.noop-agent', workBytes, { timeout: 30_000 }),
@@ -253,6 +172,71 @@ try {
     baselineCpuUsPerEvent: direct2.cpuUsPerEvent,
     target: 'ratio >= 0.5',
   });
+
+  // The same two with the router in a process of its own (as deployed). The in-process router
+  // leaves the queue group first.
+  await router.stop({ drainTimeoutMs: 0 });
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', new URL('./support/router-child.ts', import.meta.url).pathname, server.url],
+    { stdio: ['pipe', 'pipe', 'inherit'] },
+  );
+  try {
+    await new Promise<void>((resolve, reject) => {
+      child.once('exit', (code) => reject(new Error(`router process exited (${code}) before it was ready`)));
+      createInterface({ input: child.stdout }).on('line', (line) => {
+        if (line === 'ready') resolve();
+      });
+    });
+    const pViaRouter = await sampleAsync(
+      () => producer.nc.request(BENCH_INGRESS_SUBJECT, eventBytes(), { timeout: 5000 }),
+      { iterations },
+    );
+    const pDirect = await sampleAsync(
+      () => producer.nc.request('meshroute.work.noop-agent', workBytes, { timeout: 5000 }),
+      { iterations },
+    );
+    reportBench(
+      benchLine('router.hop.process', 'us', percentiles(pViaRouter), percentiles(pDirect), {
+        iterations,
+        baselineP99: Math.round(percentiles(pDirect).p99 * 10) / 10,
+        ratioP99: Math.round((percentiles(pViaRouter).p99 / percentiles(pDirect).p99) * 100) / 100,
+        router: 'own process',
+        target: 'ratio and ratioP99 <= 2.3',
+      }),
+    );
+    const pOurs = await throughput(n, concurrency, () =>
+      producer.nc.request(BENCH_INGRESS_SUBJECT, eventBytes(), { timeout: 30_000 }),
+    );
+    const pDirect2 = await throughput(n, concurrency, () =>
+      producer.nc.request('meshroute.work.noop-agent', workBytes, { timeout: 30_000 }),
+    );
+    reportBench({
+      bench: 'router.throughput.core.process',
+      unit: 'events/s',
+      p50: Math.round(pOurs.rate),
+      p99: Math.round(pOurs.rate),
+      baseline: Math.round(pDirect2.rate),
+      ratio: Math.round((pOurs.rate / pDirect2.rate) * 100) / 100,
+      higherIsBetter: true,
+      events: n,
+      concurrency,
+      router: 'own process',
+      target: 'ratio >= 0.5',
+    });
+  } finally {
+    child.stdin?.end();
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        child.kill('SIGKILL');
+        resolve();
+      }, 5_000);
+      child.once('exit', () => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
 
   // JetStream at-least-once ingress: pre-load the stream, then let a router drain it.
   const jsN = 20_000;
