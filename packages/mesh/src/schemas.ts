@@ -309,5 +309,50 @@ export function decodeMessage<N extends MessageSchemaName>(name: N, bytes: Uint8
 
 /** Validate and encode a message as UTF-8 JSON. */
 export function encodeMessage<N extends MessageSchemaName>(name: N, message: MessageTypes[N]): Uint8Array {
+  if (name === 'meshroute.decision/v1') return encodeDecisionRecord(message as DecisionRecord);
   return textEncoder.encode(JSON.stringify(parseMessage(name, message)));
+}
+
+/** A decision record without its bundle and engine sections (validated on their own). */
+const decisionRestSchema = decisionRecordSchema.omit({ bundle: true, engine: true });
+/** JSON of frozen `bundle`/`engine` sections already validated, by object. */
+const sectionJson = new WeakMap<object, string>();
+
+/**
+ * JSON of a frozen record section, validated and serialised once per object (the policy engine
+ * shares one frozen `bundle` and `engine` section among all records of a bundle); an unfrozen
+ * section is validated and serialised every time. Problems are added to `issues`.
+ */
+function sectionToJson(section: unknown, schema: z.ZodType, field: string, issues: string[]): string {
+  const frozen = typeof section === 'object' && section !== null && Object.isFrozen(section);
+  if (frozen) {
+    const cached = sectionJson.get(section);
+    if (cached !== undefined) return cached;
+  }
+  const r = schema.safeParse(section);
+  if (!r.success) {
+    for (const i of r.error.issues) issues.push(`${[field, ...i.path].join('.')}: ${i.message}`);
+    return '';
+  }
+  const json = JSON.stringify(r.data);
+  if (frozen) sectionJson.set(section as object, json);
+  return json;
+}
+
+/**
+ * Encode a decision record: the record is validated like any message, but its (usually shared,
+ * frozen) `bundle` and `engine` sections only once per object. The JSON is the same message with
+ * those two fields first.
+ */
+function encodeDecisionRecord(record: DecisionRecord): Uint8Array {
+  const rest = decisionRestSchema.safeParse(record);
+  const issues = rest.success
+    ? []
+    : rest.error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`);
+  const sections = (typeof record === 'object' && record !== null ? record : {}) as Partial<DecisionRecord>;
+  const bundle = sectionToJson(sections.bundle, decisionRecordSchema.shape.bundle, 'bundle', issues);
+  const engine = sectionToJson(sections.engine, decisionRecordSchema.shape.engine, 'engine', issues);
+  if (!rest.success || issues.length > 0) throw new InvalidMessageError('meshroute.decision/v1', issues);
+  const json = JSON.stringify(rest.data);
+  return textEncoder.encode(`{"bundle":${bundle},"engine":${engine}${json === '{}' ? '}' : `,${json.slice(1)}`}`);
 }

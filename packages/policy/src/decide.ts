@@ -382,6 +382,30 @@ export function resolveDecide(options: DecideOptions | undefined, clock: Clock):
 /** The decision-independent part of a record. */
 export type RecordBase = Omit<DecisionRecord, 'excluded' | 'topK' | 'chosen' | 'outcome' | 'shadow' | 'evaluationUs'>;
 
+/**
+ * The `bundle` and `engine` sections of a bundle's records, built once per bundle and frozen:
+ * every record of a bundle shares them (and the mesh encoder validates and serialises a frozen
+ * section once).
+ */
+const recordSections = new WeakMap<LoadedBundle, Pick<DecisionRecord, 'bundle' | 'engine'>>();
+
+function sectionsOf(loaded: LoadedBundle): Pick<DecisionRecord, 'bundle' | 'engine'> {
+  let s = recordSections.get(loaded);
+  if (s === undefined) {
+    s = {
+      bundle: Object.freeze({
+        digest: loaded.digest,
+        policies: Object.freeze(
+          loaded.policies.map((p) => Object.freeze({ name: p.name, version: p.version, hash: p.hash, mode: p.mode })),
+        ) as DecisionRecord['bundle']['policies'],
+      }),
+      engine: Object.freeze({ name: loaded.engine.name, version: loaded.engine.version }),
+    };
+    recordSections.set(loaded, s);
+  }
+  return s;
+}
+
 /** The decision-independent part of a record. */
 export function recordBase(
   loaded: LoadedBundle,
@@ -390,16 +414,14 @@ export function recordBase(
   o: ResolvedDecide,
 ): RecordBase {
   const tenant = typeof event.tenant === 'string' ? event.tenant : undefined;
+  const sections = sectionsOf(loaded);
   return {
     schema: 'meshroute.decision/v1',
     decisionId: o.decisionId,
     time: new Date(o.nowMs).toISOString(),
     ...(o.routerId === undefined ? {} : { routerId: o.routerId }),
-    bundle: {
-      digest: loaded.digest,
-      policies: loaded.policies.map((p) => ({ name: p.name, version: p.version, hash: p.hash, mode: p.mode })),
-    },
-    engine: { name: loaded.engine.name, version: loaded.engine.version },
+    bundle: sections.bundle,
+    engine: sections.engine,
     event: {
       id: String(event.id ?? ''),
       type: String(event.type ?? ''),
