@@ -521,4 +521,42 @@ describe('kill -9 of the shared redis-server under two router processes, then Re
       },
     });
   }, 90_000);
+
+  it('an idle router (no event arriving) reports degraded while Redis is down and ok once it is back', async () => {
+    const port = await freePort();
+    const idleRouter = router('router-idle', port);
+    let died!: (err: Error) => void;
+    const routerDied = new Promise<never>((_resolve, reject) => {
+      died = reject;
+    });
+    routerDied.catch(() => undefined); // observed by the races below
+    idleRouter.once('exit', (code, signal) => {
+      if (!tearingDown) died(new Error(`router-idle exited (code ${code}, signal ${signal}) while the test ran`));
+    });
+    const healthIs = (status: string) =>
+      Promise.race([
+        routerDied,
+        waitFor(`router-idle reports ${status} on /healthz`, async () => (await health(port))?.status === status, {
+          timeoutMs: CONDITION_TIMEOUT_MS,
+          intervalMs: 100,
+        }),
+      ]).catch(async (err: unknown) => {
+        console.error('redis outage (idle router)', {
+          health: await health(port),
+          redisRunning: redis.running(),
+          log: routerLogs.get('router-idle'),
+        });
+        throw err;
+      });
+
+    if (!redis.running()) await redis.restart();
+    await healthIs('ok');
+    await redis.kill('SIGKILL');
+    await healthIs('degraded');
+    expect(await health(port)).toMatchObject({ httpStatus: 200, status: 'degraded', store: 'degraded' });
+    await redis.restart();
+    await healthIs('ok');
+    expect(await health(port)).toMatchObject({ httpStatus: 200, status: 'ok', store: 'ok' });
+    expect([idleRouter.exitCode, idleRouter.signalCode]).toEqual([null, null]);
+  }, 60_000);
 });
