@@ -69,6 +69,28 @@ describe('router engine', () => {
     expect(routed?.routerId).toBe('r1');
   });
 
+  it('reports degraded on health while its state store is unhealthy, with no work arriving, and ok again once it is back', async () => {
+    const memory = memoryStateStore({ clock });
+    let up = true;
+    const store = { ...memory, healthy: async () => up && (await memory.healthy()) };
+    router = createRouter({ mesh, store, policies: testPolicy('carbon'), clock, routerId: 'r1' });
+    await router.start();
+    const statuses: string[] = [];
+    void (async () => {
+      for await (const s of router.status()) statuses.push(s.type);
+    })();
+    await clock.advanceAsync(router.options.heartbeatIntervalMs);
+    expect(router.health()).toMatchObject({ status: 'ok', store: 'ok' });
+    up = false;
+    await clock.advanceAsync(router.options.heartbeatIntervalMs);
+    expect(router.health()).toMatchObject({ status: 'degraded', store: 'degraded' });
+    up = true;
+    await clock.advanceAsync(router.options.heartbeatIntervalMs);
+    expect(router.health()).toMatchObject({ status: 'ok', store: 'ok' });
+    await flush();
+    expect(statuses.filter((s) => s.startsWith('store'))).toEqual(['storeDegraded', 'storeRecovered']);
+  });
+
   it('queues EU work when only non-EU agents are free and runs it on the EU agent once a slot frees', async () => {
     const pending: (() => void)[] = [];
     mesh.agents.set('de-1', (w) => new Promise((resolve) => pending.push(() => resolve(okResult(w)))));

@@ -298,14 +298,23 @@ export function createRouter(deps: CreateRouterOptions): Router {
   let unsubscribeCapacity: (() => void) | undefined;
   let wakeScheduled = false;
 
-  // While degraded, probe the store every heartbeat interval so that recovery is noticed even
-  // when no work arrives.
-  const probeStore = (): void => {
-    clock.setTimeout(() => {
-      if (storeState !== 'degraded' || lifecycle !== 'started') return;
+  // While started, check the store every heartbeat interval: an outage is noticed (and reported
+  // on health) even when no work arrives, and so is the recovery.
+  let cancelStoreWatch: (() => void) | undefined;
+  const watchStore = (): void => {
+    cancelStoreWatch = clock.setTimeout(() => {
+      cancelStoreWatch = undefined;
+      if (lifecycle !== 'started') return;
       store.healthy().then(
-        (ok) => (ok ? storeOk() : probeStore()),
-        () => probeStore(),
+        (ok) => {
+          if (ok) storeOk();
+          else storeFailed(new Error('the state store health check failed'));
+          watchStore();
+        },
+        (err: unknown) => {
+          storeFailed(err);
+          watchStore();
+        },
       );
     }, options.heartbeatIntervalMs);
   };
@@ -315,7 +324,6 @@ export function createRouter(deps: CreateRouterOptions): Router {
       const error = err instanceof Error ? err.message : String(err);
       logger.warn('state store unavailable; routing without idempotency claims', { error });
       hub.emit({ type: 'storeDegraded', error });
-      probeStore();
     }
   };
   const storeOk = (): void => {
@@ -1234,6 +1242,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
       lifecycle = 'started';
       blindUntilMs = clock.now() + lossWindowMs;
       unsubscribeCapacity = mesh.onCapacity(onCapacity);
+      watchStore();
       try {
         const snapshot = await mesh.snapshotCapacity();
         for (const r of snapshot) registry.apply(r, { fromSnapshot: true });
@@ -1249,6 +1258,8 @@ export function createRouter(deps: CreateRouterOptions): Router {
       if (lifecycle === 'stopped' || lifecycle === 'stopping') return;
       lifecycle = 'stopping';
       unsubscribeCapacity?.();
+      cancelStoreWatch?.();
+      cancelStoreWatch = undefined;
       if (deps.source) await deps.source.close().catch(() => {});
       for (const it of [...items.values()]) {
         const snap = it.actor.getSnapshot();
