@@ -139,6 +139,29 @@ describe('router engine', () => {
     expect(mesh.deadLetters[0]).toMatchObject({ eventId: 'r2', reason: 'NO_ELIGIBLE_AGENT' });
   });
 
+  it('keeps work that finds no agent while the mesh connection is down, and runs it once the agents are heard again', async () => {
+    mesh.agents.set('de-1', async (w) => okResult(w));
+    await make({ heartbeatIntervalMs: 1_000, missedHeartbeatsBeforeLost: 3 });
+    mesh.heartbeat(capacity('de-1', { sentAtMs: clock.now() }));
+    clock.advance(5_000); // past the start-up window
+    // The connection drops: no heartbeats arrive, the registry loses the agent.
+    router.meshDisconnected();
+    clock.advance(4_000);
+    expect(router.agents()).toHaveLength(0);
+    const waiting = delivery(cloudEvent('cut-off', {}), '_INBOX.c.1');
+    const done = router.handleDelivery(waiting);
+    await flush();
+    expect(router.health().queued).toBe(1);
+    expect(mesh.deadLetters).toHaveLength(0);
+    // Back: the agent's next heartbeat wakes the queued work.
+    router.meshReconnected();
+    mesh.heartbeat(capacity('de-1', { seq: 2, sentAtMs: clock.now() }));
+    await done;
+    expect(waiting.acked).toBe(1);
+    expect(mesh.dispatched.map((w) => w.event.id)).toEqual(['cut-off']);
+    expect(mesh.deadLetters).toHaveLength(0);
+  });
+
   it('dead-letters EU work with NO_ELIGIBLE_AGENT when no EU agent exists', async () => {
     mesh.agents.set('us-1', async (w) => okResult(w));
     await make();

@@ -155,6 +155,13 @@ export interface Router {
    * is handed back to ingress instead of being dead-lettered, until the agents announce themselves.
    */
   meshReconnected(): void;
+  /**
+   * Tell the router its mesh connection is down. It hears no heartbeats then, so its registry
+   * drops agents that may well be alive: until {@link meshReconnected}, work that finds no
+   * routable agent at all waits in the router's queue (up to `maxQueueWaitMs`) for the agents to
+   * be heard again instead of being dead-lettered `NO_ELIGIBLE_AGENT`.
+   */
+  meshDisconnected(): void;
   /** The live registry (read-only use). */
   readonly registry: AgentRegistry;
 }
@@ -276,6 +283,8 @@ export function createRouter(deps: CreateRouterOptions): Router {
   const lossWindowMs = options.heartbeatIntervalMs * options.missedHeartbeatsBeforeLost;
   /** Until then, work that finds no routable agent at all is handed back, not dead-lettered. */
   let blindUntilMs = Number.NEGATIVE_INFINITY;
+  /** Set between {@link Router.meshDisconnected} and {@link Router.meshReconnected}. */
+  let meshDown = false;
   const registryHasRoutableAgent = (): boolean => {
     for (const e of registry.entries()) if (registry.routable(e)) return true;
     return false;
@@ -623,6 +632,14 @@ export function createRouter(deps: CreateRouterOptions): Router {
           actor.send({ type: 'DEFERRED', delayMs, decisionId });
           return;
         }
+      }
+      if (meshDown && !registryHasRoutableAgent() && (queue.size < options.maxQueued || queue.has(it))) {
+        // Cut off from the mesh: the agents went missing from the registry because their
+        // heartbeats cannot reach this router, not because they are gone. Wait for them.
+        logger.debug('mesh connection down and no agent heard; queuing the event', { eventId: event.id });
+        it.queuedRecord = () => ({ ...baseRecord(), outcome: 'no-eligible-agent', chosen: null });
+        actor.send({ type: 'QUEUED' });
+        return;
       }
       if (now < blindUntilMs && !registryHasRoutableAgent()) {
         // Started or reconnected moments ago and no agent heard yet: hand the event back rather
@@ -1231,7 +1248,13 @@ export function createRouter(deps: CreateRouterOptions): Router {
     routerId,
     options,
     registry,
+    meshDisconnected() {
+      if (meshDown) return;
+      meshDown = true;
+      logger.info('mesh disconnected: work that finds no agent waits for the agents to be heard again');
+    },
     meshReconnected() {
+      meshDown = false;
       blindUntilMs = clock.now() + lossWindowMs;
       logger.info('mesh reconnected: waiting one loss window for heartbeats before dead-lettering for lack of agents', {
         untilMs: blindUntilMs,

@@ -281,10 +281,12 @@ export async function startRouterProcess(options: RouterProcessOptions = {}): Pr
     }
 
     await router.start();
-    // After a NATS outage the registry heard no heartbeats: give agents one loss window to
-    // announce themselves before work is dead-lettered for lack of agents.
+    // During and after a NATS outage the registry hears no heartbeats: work that finds no agent
+    // waits while disconnected, and agents get one loss window after the reconnect to announce
+    // themselves before work is dead-lettered for lack of agents.
     void (async () => {
       for await (const s of conn.status()) {
+        if (s.type === 'disconnected') router.meshDisconnected();
         if (s.type === 'reconnected') router.meshReconnected();
         if (s.type === 'closed') break;
       }
