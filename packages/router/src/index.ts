@@ -37,6 +37,7 @@ export {
   memoryStateStore,
 } from './memory-state-store.js';
 export {
+  COST_MICRO_UNITS,
   DEFAULT_BACKOFF_BASE_MS,
   DEFAULT_BACKOFF_MAX_MS,
   DEFAULT_CARBON_MEMORY_MS,
@@ -62,6 +63,7 @@ export {
   type ResolvedRouterOptions,
   type RouterOptions,
   resolveRouterOptions,
+  type TenantBudget,
 } from './options.js';
 export type {
   AgentView,

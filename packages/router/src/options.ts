@@ -103,7 +103,27 @@ export interface RouterOptions {
   rttEwmaAlpha?: number;
   /** Work items held at once before backpressure. @default 50000 */
   maxInFlightItems?: number;
+  /**
+   * Cost budgets per tenant (the `tenant` intent attribute): each dispatch spends the chosen
+   * agent's `costPerJob` from its tenant's budget in the state store (atomically, shared by every
+   * router on the same store); work whose dispatch would overspend is dead-lettered
+   * `BUDGET_EXCEEDED` with the remaining budget and when the window ends. Tenants not listed have
+   * no budget. While the store is unavailable, budgets are not enforced (routing goes on).
+   * @default {} (no budgets)
+   */
+  tenantBudgets?: Record<string, TenantBudget>;
 }
+
+/** A tenant's cost budget: `limit` (in the unit of agents' `costPerJob`) per window of `windowMs`. */
+export interface TenantBudget {
+  /** Most the tenant may spend per window, same unit as `costPerJob` (e.g. 12.5). */
+  limit: number;
+  /** Window length, ms (a fixed window starting at the first spend). */
+  windowMs: number;
+}
+
+/** Micro-units per cost unit: budgets are kept in the state store as integers. */
+export const COST_MICRO_UNITS = 1_000_000;
 
 /** {@link RouterOptions} with every field filled. */
 export type ResolvedRouterOptions = Required<RouterOptions>;
@@ -171,5 +191,24 @@ export function resolveRouterOptions(input: RouterOptions = {}): ResolvedRouterO
     initialRttMs: ratio('initialRttMs', input.initialRttMs, DEFAULT_INITIAL_RTT_MS, 60_000),
     rttEwmaAlpha: ratio('rttEwmaAlpha', input.rttEwmaAlpha, DEFAULT_RTT_EWMA_ALPHA),
     maxInFlightItems: positiveInt('maxInFlightItems', input.maxInFlightItems, DEFAULT_MAX_IN_FLIGHT_ITEMS),
+    tenantBudgets: resolveTenantBudgets(input.tenantBudgets),
   };
+}
+
+function resolveTenantBudgets(input: Record<string, TenantBudget> | undefined): Record<string, TenantBudget> {
+  const out: Record<string, TenantBudget> = Object.create(null);
+  if (input === undefined) return out;
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    throw new ConfigError('tenantBudgets', 'must be an object of tenant → { limit, windowMs }');
+  }
+  for (const [tenant, b] of Object.entries(input)) {
+    const name = `tenantBudgets.${tenant}`;
+    if (tenant === '') throw new ConfigError('tenantBudgets', 'a tenant name must not be empty');
+    if (typeof b !== 'object' || b === null) throw new ConfigError(name, 'must be { limit, windowMs }');
+    if (typeof b.limit !== 'number' || !Number.isFinite(b.limit) || Math.round(b.limit * COST_MICRO_UNITS) < 1) {
+      throw new ConfigError(`${name}.limit`, `must be a positive number (at least 0.000001), got ${String(b.limit)}`);
+    }
+    out[tenant] = { limit: b.limit, windowMs: positiveInt(`${name}.windowMs`, b.windowMs, 0) };
+  }
+  return out;
 }

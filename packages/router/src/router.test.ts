@@ -162,6 +162,47 @@ describe('router engine', () => {
     expect(mesh.deadLetters).toHaveLength(0);
   });
 
+  it("spends each dispatch from its tenant's budget and dead-letters BUDGET_EXCEEDED work that would overspend", async () => {
+    mesh.agents.set('de-1', async (w) => okResult(w));
+    await make({ tenantBudgets: { acme: { limit: 1, windowMs: 60_000 } } });
+    mesh.heartbeat(capacity('de-1', { costPerJob: '0.4', sentAtMs: clock.now() }));
+    const run = async (id: string, tenant: string) => {
+      const d = delivery(cloudEvent(id, { tenant }), `_INBOX.${id}`);
+      await router.handleDelivery(d);
+      return d;
+    };
+    await run('b1', 'acme');
+    await run('b2', 'acme');
+    const third = await run('b3', 'acme');
+    expect(third.acked).toBe(1);
+    expect(mesh.dispatched.map((w) => w.event.id)).toEqual(['b1', 'b2']);
+    expect(mesh.deadLetters.map((d) => [d.eventId, d.reason, d.error.details])).toEqual([
+      [
+        'b3',
+        'BUDGET_EXCEEDED',
+        expect.objectContaining({ tenant: 'acme', cost: 0.4, limit: 1, remaining: 0.2, retryAfterMs: 60_000 }),
+      ],
+    ]);
+    // The producer is told why.
+    expect(mesh.replies.find((r) => r.replyTo === '_INBOX.b3')?.headers).toMatchObject({
+      'Meshroute-Error-Code': 'BUDGET_EXCEEDED',
+    });
+    // Other tenants have no budget; a new window starts afresh.
+    await run('g1', 'globex');
+    clock.advance(60_001);
+    mesh.heartbeat(capacity('de-1', { costPerJob: '0.4', sentAtMs: clock.now() }));
+    await run('b4', 'acme');
+    expect(mesh.dispatched.map((w) => w.event.id)).toEqual(['b1', 'b2', 'g1', 'b4']);
+    expect(() =>
+      createRouter({
+        mesh,
+        store: memoryStateStore(),
+        policies: testPolicy(),
+        options: { tenantBudgets: { acme: { limit: 0, windowMs: 1 } } },
+      }),
+    ).toThrow(/tenantBudgets\.acme\.limit/);
+  });
+
   it('dead-letters EU work with NO_ELIGIBLE_AGENT when no EU agent exists', async () => {
     mesh.agents.set('us-1', async (w) => okResult(w));
     await make();

@@ -22,6 +22,7 @@ import {
   MeshError,
   noopLogger,
   parseIntent,
+  type QuotaDecision,
   residencyAllows,
   type StateStore,
   type StoredOutcome,
@@ -35,7 +36,7 @@ import { type Span, SpanKind } from '@opentelemetry/api';
 import { type Actor, createActor, fromCallback } from 'xstate';
 import { type AgentEntry, AgentRegistry, type RegistryChange } from './agent-registry.js';
 import { ANSWER_HEADERS, encodeAnswer, type RouterAnswer } from './answer.js';
-import { type ResolvedRouterOptions, type RouterOptions, resolveRouterOptions } from './options.js';
+import { COST_MICRO_UNITS, type ResolvedRouterOptions, type RouterOptions, resolveRouterOptions } from './options.js';
 import {
   type AgentView,
   type PlacementPolicy,
@@ -706,6 +707,42 @@ export function createRouter(deps: CreateRouterOptions): Router {
 
   // --- dispatch ------------------------------------------------------------------------------------
 
+  /**
+   * Spend the chosen agent's `costPerJob` from the tenant's budget (when the tenant has one).
+   * Resolves `false` when the budget cannot take it: the item is then dead-lettered
+   * `BUDGET_EXCEEDED`. An unavailable store does not stop the dispatch (budgets go unenforced).
+   */
+  const spendBudget = async (it: ItemState, agentId: string): Promise<boolean> => {
+    const tenant = it.intent?.tenant;
+    const budget = tenant === undefined ? undefined : options.tenantBudgets[tenant];
+    if (tenant === undefined || budget === undefined || storeState === 'degraded') return true;
+    const cost = Number(registry.get(agentId)?.report.costPerJob ?? 0);
+    const amount = Number.isFinite(cost) && cost > 0 ? Math.round(cost * COST_MICRO_UNITS) : 0;
+    if (amount === 0) return true;
+    let quota: QuotaDecision;
+    try {
+      quota = await store.spend(tenant, amount, Math.round(budget.limit * COST_MICRO_UNITS), budget.windowMs);
+      storeOk();
+    } catch (err) {
+      storeFailed(err);
+      return true;
+    }
+    if (quota.allowed) return true;
+    registry.release(agentId);
+    scheduleWake();
+    const remaining = quota.remaining / COST_MICRO_UNITS;
+    it.actor.send({
+      type: 'DEAD_LETTER',
+      reason: 'BUDGET_EXCEEDED',
+      error: deadLetterError(
+        'BUDGET_EXCEEDED',
+        `tenant ${tenant} has ${remaining} of its budget of ${budget.limit} left in this window; the job on agent ${agentId} costs ${cost}`,
+        { tenant, agentId, cost, limit: budget.limit, remaining, retryAfterMs: quota.retryAfterMs },
+      ),
+    });
+    return false;
+  };
+
   const dispatch = async (it: ItemState, attempt: number, agentId: string, decisionId: string): Promise<void> => {
     const actor = it.actor;
     if (!it.claimed && storeState !== 'degraded') {
@@ -748,6 +785,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
         })
         .catch(() => {});
     }
+    if (!(await spendBudget(it, agentId))) return;
     const abort = new AbortController();
     it.abort = abort;
     actor.send({ type: 'STARTED', attempt });

@@ -9,7 +9,7 @@ import { connectMesh, type MeshConnection, natsAgentMesh, natsWorkloadRegistry }
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatAgentsTable, latestReports } from './agents.js';
 import { formatDecisions, readDecisions } from './decisions.js';
-import { httpAuthFromFiles, type RouterProcess, startRouterProcess } from './router.js';
+import { httpAuthFromFiles, type RouterProcess, startRouterProcess, tenantBudgetsFromFile } from './router.js';
 
 const policiesDir = join(fileURLToPath(new URL('../../../..', import.meta.url)), 'policies');
 
@@ -177,5 +177,34 @@ describe('meshroute router HTTP authentication flags', () => {
         natsUrl: 'nats://127.0.0.1:1',
       }),
     ).rejects.toThrow(/tenant/);
+  });
+});
+
+describe('meshroute router --tenant-budgets', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'meshroute-budgets-'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('reads tenant budgets from YAML or JSON and names the file and the field at fault', () => {
+    const yaml = join(dir, 'budgets.yaml');
+    writeFileSync(
+      yaml,
+      '# per day\nacme: { limit: 50, windowMs: 86400000 }\nglobex:\n  limit: 2.5\n  windowMs: 3600000\n',
+    );
+    expect(tenantBudgetsFromFile(yaml)).toEqual({
+      acme: { limit: 50, windowMs: 86_400_000 },
+      globex: { limit: 2.5, windowMs: 3_600_000 },
+    });
+    const json = join(dir, 'budgets.json');
+    writeFileSync(json, '{"acme":{"limit":1,"windowMs":1000}}');
+    expect(tenantBudgetsFromFile(json)).toEqual({ acme: { limit: 1, windowMs: 1_000 } });
+    const bad = join(dir, 'bad.yaml');
+    writeFileSync(bad, 'acme: { limit: -1, windowMs: 1000 }\n');
+    expect(() => tenantBudgetsFromFile(bad)).toThrow(/--tenant-budgets.*bad\.yaml.*tenantBudgets\.acme\.limit/);
+    writeFileSync(bad, '- acme\n');
+    expect(() => tenantBudgetsFromFile(bad)).toThrow(/expected a mapping/);
+    expect(() => tenantBudgetsFromFile(join(dir, 'missing.yaml'))).toThrow(/--tenant-budgets.*cannot read/);
   });
 });

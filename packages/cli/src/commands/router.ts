@@ -28,7 +28,9 @@ import {
   type RouterEvent,
   type RouterOptions,
   resolveHttpIngressAuth,
+  resolveRouterOptions,
   startHttpIngress,
+  type TenantBudget,
   watchWorkloadCatalog,
 } from '@meshroute/router';
 import { redisStateStore } from '@meshroute/store-redis';
@@ -45,6 +47,7 @@ import {
   publishEvent,
 } from '@meshroute/transport-nats';
 import { type Command, Option } from 'commander';
+import { parse as parseYaml } from 'yaml';
 import type { CliContext } from '../context.js';
 import { addNatsOptions, type NatsFlags, natsConnectOptions } from '../nats-options.js';
 import { formatPolicyError, readPolicyDir } from './policy.js';
@@ -399,7 +402,35 @@ export function httpAuthFromFiles(files: HttpAuthFiles): HttpIngressAuth | undef
   };
 }
 
+/**
+ * Read tenant cost budgets from a YAML or JSON file: `tenant: { limit: <cost units>, windowMs: <ms> }`
+ * per tenant (`meshroute router --tenant-budgets`). Validated by the router options.
+ * @throws ConfigError naming the flag (unreadable file, not a mapping)
+ * @example tenantBudgetsFromFile('budgets.yaml') // { acme: { limit: 50, windowMs: 86400000 } }
+ */
+export function tenantBudgetsFromFile(file: string): Record<string, TenantBudget> {
+  let value: unknown;
+  try {
+    value = parseYaml(readFlagFile('--tenant-budgets', file));
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw new ConfigError('--tenant-budgets', `${file}: ${(err as Error).message}`, { cause: err });
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ConfigError('--tenant-budgets', `${file}: expected a mapping of tenant: { limit, windowMs }`);
+  }
+  // Validate now, naming the file (the router validates again when it starts).
+  try {
+    resolveRouterOptions({ tenantBudgets: value as Record<string, TenantBudget> });
+  } catch (err) {
+    if (err instanceof ConfigError) throw new ConfigError('--tenant-budgets', `${file}: ${err.message}`);
+    throw err;
+  }
+  return value as Record<string, TenantBudget>;
+}
+
 interface RouterFlags extends NatsFlags {
+  tenantBudgets?: string;
   httpTokens?: string;
   httpTlsCert?: string;
   httpTlsKey?: string;
@@ -436,6 +467,12 @@ export function register(program: Command, ctx: CliContext): void {
         .env('MESHROUTE_JETSTREAM_REPLICAS'),
     )
     .addOption(
+      new Option(
+        '--tenant-budgets <file>',
+        'cost budgets per tenant (YAML/JSON: tenant: { limit, windowMs }); work over budget is dead-lettered BUDGET_EXCEEDED',
+      ).env('MESHROUTE_TENANT_BUDGETS'),
+    )
+    .addOption(
       new Option('--http-tokens <file>', 'HTTP bearer tokens: token=tenant lines or a JSON object').env(
         'MESHROUTE_HTTP_TOKENS',
       ),
@@ -466,9 +503,11 @@ export function register(program: Command, ctx: CliContext): void {
         ...(flags.httpTlsCa !== undefined ? { tlsCa: flags.httpTlsCa } : {}),
         ...(flags.httpTlsTenants !== undefined ? { tlsTenants: flags.httpTlsTenants } : {}),
       });
+      const tenantBudgets = flags.tenantBudgets !== undefined ? tenantBudgetsFromFile(flags.tenantBudgets) : undefined;
       const proc = await startRouterProcess({
         nats: natsConnectOptions(flags),
         httpPort: flags.httpPort,
+        ...(tenantBudgets ? { routerOptions: { tenantBudgets } } : {}),
         ...(httpAuth ? { httpAuth } : {}),
         ...(flags.policies ? { policiesDir: flags.policies } : {}),
         ...(flags.redisUrl ? { redisUrl: flags.redisUrl } : {}),
