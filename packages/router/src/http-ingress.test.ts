@@ -89,6 +89,52 @@ describe('HTTP ingress', () => {
     expect(ok.status).toBe(200);
   });
 
+  it('answers 429 with Retry-After once a tenant is over its rate limit, counting every event of a batch', async () => {
+    await restart({ tenantRateLimits: { acme: { limit: 3, windowMs: 60_000 } } });
+    const post = (id: string, tenant: string) =>
+      fetch(`${http.url}/events`, { method: 'POST', headers: binaryHeaders(id, { 'ce-tenant': tenant }), body: '{}' });
+    expect((await post('r1', 'acme')).status).toBe(202);
+    // A batch of two fits the remaining two; the next event does not.
+    const batch = await fetch(`${http.url}/events`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/cloudevents-batch+json' },
+      body: JSON.stringify(
+        ['r2', 'r3'].map((id) => ({
+          specversion: '1.0',
+          id,
+          source: '/http-test',
+          type: 'com.example.job',
+          workload: 'echo',
+          tenant: 'acme',
+        })),
+      ),
+    });
+    expect(batch.status).toBe(202);
+    const over = await post('r4', 'acme');
+    expect(over.status).toBe(429);
+    expect(Number(over.headers.get('retry-after'))).toBeGreaterThanOrEqual(59);
+    expect(over.headers.get('content-type')).toBe('application/problem+json');
+    expect(await over.json()).toMatchObject({
+      status: 429,
+      code: 'BUDGET_EXCEEDED',
+      attribute: 'tenant',
+      rule: 'rate-limit',
+      tenant: 'acme',
+      limit: 3,
+      windowMs: 60_000,
+    });
+    // Other tenants have no limit.
+    expect((await post('g1', 'globex')).status).toBe(202);
+    expect(() =>
+      createRouter({
+        mesh,
+        store: memoryStateStore(),
+        policies: testPolicy(),
+        options: { tenantRateLimits: { acme: { limit: 1.5, windowMs: 1_000 } } },
+      }),
+    ).toThrow(/tenantRateLimits\.acme\.limit/);
+  });
+
   it('accepts a binary-mode event with 202 and the event id', async () => {
     const res = await fetch(`${http.url}/events`, { method: 'POST', headers: binaryHeaders('b1'), body: '{"n":21}' });
     expect(res.status).toBe(202);

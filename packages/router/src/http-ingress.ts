@@ -870,6 +870,35 @@ export async function startHttpIngress(router: Router, options: HttpIngressOptio
       return;
     }
     const events = decoded.events as RouterEvent[];
+    // Tenant rate limits: every event counts; a request over its tenant's limit is refused whole.
+    const perTenant = new Map<string, number>();
+    for (const ev of events) {
+      if (typeof ev.tenant === 'string') perTenant.set(ev.tenant, (perTenant.get(ev.tenant) ?? 0) + 1);
+    }
+    for (const [tenant, count] of perTenant) {
+      const admission = await router.admit(tenant, count);
+      if (!admission.allowed) {
+        send(
+          res,
+          429,
+          problem(
+            429,
+            'BUDGET_EXCEEDED',
+            `tenant ${JSON.stringify(tenant)} is over its rate limit of ${admission.limit} events per ${admission.windowMs} ms`,
+            {
+              attribute: 'tenant',
+              rule: 'rate-limit',
+              tenant,
+              limit: admission.limit,
+              windowMs: admission.windowMs,
+              retryAfterMs: admission.retryAfterMs,
+            },
+          ),
+          { 'retry-after': String(Math.max(1, Math.ceil(admission.retryAfterMs / 1000))) },
+        );
+        return;
+      }
+    }
     try {
       if (!wait) {
         await Promise.all(events.map((ev) => router.submit(ev)));

@@ -64,6 +64,7 @@ export {
   type RouterOptions,
   resolveRouterOptions,
   type TenantBudget,
+  type TenantRateLimit,
 } from './options.js';
 export type {
   AgentView,
@@ -74,6 +75,7 @@ export type {
   RouterEvent,
 } from './policy-port.js';
 export {
+  type Admission,
   type CreateRouterOptions,
   createRouter,
   type IngressPublisher,

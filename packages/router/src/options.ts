@@ -112,6 +112,22 @@ export interface RouterOptions {
    * @default {} (no budgets)
    */
   tenantBudgets?: Record<string, TenantBudget>;
+  /**
+   * Event rate limits per tenant at the HTTP ingress: at most `limit` events per fixed window of
+   * `windowMs`, counted in the state store (shared by every router on the same store); a request
+   * over the limit is answered 429 with `Retry-After` and nothing of it is accepted. Events
+   * published to the NATS ingress directly are not limited. Not enforced while the store is
+   * unavailable. @default {} (no limits)
+   */
+  tenantRateLimits?: Record<string, TenantRateLimit>;
+}
+
+/** A tenant's event rate limit: at most `limit` events per window of `windowMs`. */
+export interface TenantRateLimit {
+  /** Events per window (a positive integer). */
+  limit: number;
+  /** Window length, ms (a fixed window starting at the first event). */
+  windowMs: number;
 }
 
 /** A tenant's cost budget: `limit` (in the unit of agents' `costPerJob`) per window of `windowMs`. */
@@ -192,7 +208,26 @@ export function resolveRouterOptions(input: RouterOptions = {}): ResolvedRouterO
     rttEwmaAlpha: ratio('rttEwmaAlpha', input.rttEwmaAlpha, DEFAULT_RTT_EWMA_ALPHA),
     maxInFlightItems: positiveInt('maxInFlightItems', input.maxInFlightItems, DEFAULT_MAX_IN_FLIGHT_ITEMS),
     tenantBudgets: resolveTenantBudgets(input.tenantBudgets),
+    tenantRateLimits: resolveTenantRateLimits(input.tenantRateLimits),
   };
+}
+
+function resolveTenantRateLimits(input: Record<string, TenantRateLimit> | undefined): Record<string, TenantRateLimit> {
+  const out: Record<string, TenantRateLimit> = Object.create(null);
+  if (input === undefined) return out;
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    throw new ConfigError('tenantRateLimits', 'must be an object of tenant → { limit, windowMs }');
+  }
+  for (const [tenant, r] of Object.entries(input)) {
+    const name = `tenantRateLimits.${tenant}`;
+    if (tenant === '') throw new ConfigError('tenantRateLimits', 'a tenant name must not be empty');
+    if (typeof r !== 'object' || r === null) throw new ConfigError(name, 'must be { limit, windowMs }');
+    out[tenant] = {
+      limit: positiveInt(`${name}.limit`, r.limit, 0),
+      windowMs: positiveInt(`${name}.windowMs`, r.windowMs, 0),
+    };
+  }
+  return out;
 }
 
 function resolveTenantBudgets(input: Record<string, TenantBudget> | undefined): Record<string, TenantBudget> {

@@ -101,6 +101,11 @@ export interface CreateRouterOptions {
   workloads?: WorkloadCatalog;
 }
 
+/** The answer of {@link Router.admit}. */
+export type Admission =
+  | { allowed: true }
+  | { allowed: false; tenant: string; limit: number; windowMs: number; retryAfterMs: number };
+
 /** Health of a router (`GET /healthz`). */
 export interface RouterHealth {
   status: 'ok' | 'degraded' | 'stopped';
@@ -163,6 +168,12 @@ export interface Router {
    * be heard again instead of being dead-lettered `NO_ELIGIBLE_AGENT`.
    */
   meshDisconnected(): void;
+  /**
+   * Count `events` events against `tenant`'s rate limit (`tenantRateLimits`). Resolves
+   * `{ allowed: true }` when the tenant has no limit, the events fit, or the store is unavailable;
+   * otherwise the limit and when its window ends. Edges (HTTP) call it before accepting events.
+   */
+  admit(tenant: string, events: number): Promise<Admission>;
   /** The live registry (read-only use). */
   readonly registry: AgentRegistry;
 }
@@ -1286,6 +1297,30 @@ export function createRouter(deps: CreateRouterOptions): Router {
     routerId,
     options,
     registry,
+    async admit(tenant, events) {
+      const rate = options.tenantRateLimits[tenant];
+      if (rate === undefined || storeState === 'degraded') return { allowed: true };
+      for (let i = 0; i < events; i++) {
+        let quota: QuotaDecision;
+        try {
+          quota = await store.hit(`rate:${tenant}`, rate.limit, rate.windowMs);
+          storeOk();
+        } catch (err) {
+          storeFailed(err);
+          return { allowed: true };
+        }
+        if (!quota.allowed) {
+          return {
+            allowed: false,
+            tenant,
+            limit: rate.limit,
+            windowMs: rate.windowMs,
+            retryAfterMs: quota.retryAfterMs,
+          };
+        }
+      }
+      return { allowed: true };
+    },
     meshDisconnected() {
       if (meshDown) return;
       meshDown = true;

@@ -9,7 +9,13 @@ import { connectMesh, type MeshConnection, natsAgentMesh, natsWorkloadRegistry }
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatAgentsTable, latestReports } from './agents.js';
 import { formatDecisions, readDecisions } from './decisions.js';
-import { httpAuthFromFiles, type RouterProcess, startRouterProcess, tenantBudgetsFromFile } from './router.js';
+import {
+  httpAuthFromFiles,
+  type RouterProcess,
+  startRouterProcess,
+  tenantBudgetsFromFile,
+  tenantRateLimitsFromFile,
+} from './router.js';
 
 const policiesDir = join(fileURLToPath(new URL('../../../..', import.meta.url)), 'policies');
 
@@ -206,5 +212,10 @@ describe('meshroute router --tenant-budgets', () => {
     writeFileSync(bad, '- acme\n');
     expect(() => tenantBudgetsFromFile(bad)).toThrow(/expected a mapping/);
     expect(() => tenantBudgetsFromFile(join(dir, 'missing.yaml'))).toThrow(/--tenant-budgets.*cannot read/);
+    const limits = join(dir, 'limits.yaml');
+    writeFileSync(limits, 'acme: { limit: 100, windowMs: 1000 }\n');
+    expect(tenantRateLimitsFromFile(limits)).toEqual({ acme: { limit: 100, windowMs: 1_000 } });
+    writeFileSync(limits, 'acme: { limit: 0.5, windowMs: 1000 }\n');
+    expect(() => tenantRateLimitsFromFile(limits)).toThrow(/--tenant-rate-limits.*tenantRateLimits\.acme\.limit/);
   });
 });

@@ -31,6 +31,7 @@ import {
   resolveRouterOptions,
   startHttpIngress,
   type TenantBudget,
+  type TenantRateLimit,
   watchWorkloadCatalog,
 } from '@meshroute/router';
 import { redisStateStore } from '@meshroute/store-redis';
@@ -403,34 +404,53 @@ export function httpAuthFromFiles(files: HttpAuthFiles): HttpIngressAuth | undef
 }
 
 /**
- * Read tenant cost budgets from a YAML or JSON file: `tenant: { limit: <cost units>, windowMs: <ms> }`
- * per tenant (`meshroute router --tenant-budgets`). Validated by the router options.
- * @throws ConfigError naming the flag (unreadable file, not a mapping)
- * @example tenantBudgetsFromFile('budgets.yaml') // { acme: { limit: 50, windowMs: 86400000 } }
+ * Read a per-tenant settings file (YAML or JSON mapping `tenant: { limit, windowMs }`) for
+ * `flag`, validated as the router option `option` (errors name the flag, the file and the field).
  */
-export function tenantBudgetsFromFile(file: string): Record<string, TenantBudget> {
+function tenantSettingsFromFile<T>(flag: string, file: string, option: 'tenantBudgets' | 'tenantRateLimits'): T {
   let value: unknown;
   try {
-    value = parseYaml(readFlagFile('--tenant-budgets', file));
+    value = parseYaml(readFlagFile(flag, file));
   } catch (err) {
     if (err instanceof ConfigError) throw err;
-    throw new ConfigError('--tenant-budgets', `${file}: ${(err as Error).message}`, { cause: err });
+    throw new ConfigError(flag, `${file}: ${(err as Error).message}`, { cause: err });
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new ConfigError('--tenant-budgets', `${file}: expected a mapping of tenant: { limit, windowMs }`);
+    throw new ConfigError(flag, `${file}: expected a mapping of tenant: { limit, windowMs }`);
   }
   // Validate now, naming the file (the router validates again when it starts).
   try {
-    resolveRouterOptions({ tenantBudgets: value as Record<string, TenantBudget> });
+    resolveRouterOptions({ [option]: value });
   } catch (err) {
-    if (err instanceof ConfigError) throw new ConfigError('--tenant-budgets', `${file}: ${err.message}`);
+    if (err instanceof ConfigError) throw new ConfigError(flag, `${file}: ${err.message}`);
     throw err;
   }
-  return value as Record<string, TenantBudget>;
+  return value as T;
+}
+
+/**
+ * Read tenant cost budgets (`meshroute router --tenant-budgets`): `tenant: { limit, windowMs }`,
+ * `limit` in the unit of the agents' `costPerJob`.
+ * @throws ConfigError naming the flag (unreadable file, not a mapping, invalid budget)
+ * @example tenantBudgetsFromFile('budgets.yaml') // { acme: { limit: 50, windowMs: 86400000 } }
+ */
+export function tenantBudgetsFromFile(file: string): Record<string, TenantBudget> {
+  return tenantSettingsFromFile('--tenant-budgets', file, 'tenantBudgets');
+}
+
+/**
+ * Read tenant rate limits (`meshroute router --tenant-rate-limits`): `tenant: { limit, windowMs }`,
+ * `limit` events per window, enforced at the HTTP ingress.
+ * @throws ConfigError naming the flag (unreadable file, not a mapping, invalid limit)
+ * @example tenantRateLimitsFromFile('limits.yaml') // { acme: { limit: 100, windowMs: 1000 } }
+ */
+export function tenantRateLimitsFromFile(file: string): Record<string, TenantRateLimit> {
+  return tenantSettingsFromFile('--tenant-rate-limits', file, 'tenantRateLimits');
 }
 
 interface RouterFlags extends NatsFlags {
   tenantBudgets?: string;
+  tenantRateLimits?: string;
   httpTokens?: string;
   httpTlsCert?: string;
   httpTlsKey?: string;
@@ -473,6 +493,12 @@ export function register(program: Command, ctx: CliContext): void {
       ).env('MESHROUTE_TENANT_BUDGETS'),
     )
     .addOption(
+      new Option(
+        '--tenant-rate-limits <file>',
+        'HTTP ingress event rate limits per tenant (YAML/JSON: tenant: { limit, windowMs }); over the limit: 429',
+      ).env('MESHROUTE_TENANT_RATE_LIMITS'),
+    )
+    .addOption(
       new Option('--http-tokens <file>', 'HTTP bearer tokens: token=tenant lines or a JSON object').env(
         'MESHROUTE_HTTP_TOKENS',
       ),
@@ -504,10 +530,15 @@ export function register(program: Command, ctx: CliContext): void {
         ...(flags.httpTlsTenants !== undefined ? { tlsTenants: flags.httpTlsTenants } : {}),
       });
       const tenantBudgets = flags.tenantBudgets !== undefined ? tenantBudgetsFromFile(flags.tenantBudgets) : undefined;
+      const tenantRateLimits =
+        flags.tenantRateLimits !== undefined ? tenantRateLimitsFromFile(flags.tenantRateLimits) : undefined;
       const proc = await startRouterProcess({
         nats: natsConnectOptions(flags),
         httpPort: flags.httpPort,
-        ...(tenantBudgets ? { routerOptions: { tenantBudgets } } : {}),
+        routerOptions: {
+          ...(tenantBudgets ? { tenantBudgets } : {}),
+          ...(tenantRateLimits ? { tenantRateLimits } : {}),
+        },
         ...(httpAuth ? { httpAuth } : {}),
         ...(flags.policies ? { policiesDir: flags.policies } : {}),
         ...(flags.redisUrl ? { redisUrl: flags.redisUrl } : {}),
