@@ -23,12 +23,11 @@
  * Timing: the ack wait of the ingress consumer is 30 s (`meshroute router` has no flag for it); an
  * event handed back while the server is away can wait for it, hence the settle deadline.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { createClient } from '@meshroute/client';
 import {
@@ -41,11 +40,9 @@ import {
 } from '@meshroute/mesh';
 import { startNatsServer, type TestNatsServer, waitFor } from '@meshroute/testing';
 import { connectMesh, freePort, type MeshConnection } from '@meshroute/transport-nats';
-import { killOnExit } from '@meshroute/transport-nats/internal';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { alive, killAll, MESHROUTE_BIN, REPO_ROOT, spawnMeshroute, watchGivenUp } from './support/processes.js';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
-const BIN = join(root, 'packages/cli/dist/bin.js');
 const run = promisify(execFile);
 
 /** Events published. */
@@ -92,18 +89,9 @@ const heartbeats = new Map<string, CapacityReport>();
 const dispatches = new Map<string, number[]>();
 
 function meshroute(name: string, args: string[]): ChildProcess {
-  const child = spawn(process.execPath, [BIN, ...args, '--nats-url', nats.url], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, MESHROUTE_LOG_LEVEL: 'warn' },
-  });
-  killOnExit(child);
-  children.push(child);
   const lines: string[] = [];
   logs.set(name, lines);
-  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
-    lines.push(...chunk.split('\n').filter((l) => l.length > 0));
-    if (lines.length > 40) lines.splice(0, lines.length - 40);
-  });
+  const child = spawnMeshroute([...args, '--nats-url', nats.url], { logs: lines, maxLogLines: 40, children });
   child.once('exit', (code, signal) => lines.push(`<exited: code ${String(code)}, signal ${String(signal)}>`));
   return child;
 }
@@ -126,15 +114,6 @@ function agent(id: string): ChildProcess {
     '--heartbeat-interval-ms',
     '250',
   ]);
-}
-
-function alive(child: ChildProcess): boolean {
-  return child.exitCode === null && child.signalCode === null;
-}
-
-function exited(child: ChildProcess): Promise<void> {
-  if (!alive(child)) return Promise.resolve();
-  return new Promise((resolve) => child.once('exit', () => resolve()));
 }
 
 /** `GET /healthz` of the router: status ok with at least `agents` agents. */
@@ -176,7 +155,7 @@ beforeAll(async () => {
     join(dir, 'spin.yaml'),
     'name: spin\nversion: 1.0.0\nartifacts:\n  wasm: { file: spin.wasm }\nlimits: { timeoutMs: 30000, memoryBytes: 16777216, outputBytes: 1024 }\ncapabilities: [stdin, stdout]\n',
   );
-  await run(process.execPath, [BIN, 'workload', 'register', join(dir, 'spin.yaml'), '--nats-url', nats.url]);
+  await run(process.execPath, [MESHROUTE_BIN, 'workload', 'register', join(dir, 'spin.yaml'), '--nats-url', nats.url]);
   conn = await connectMesh({ servers: nats.url, name: 'nats-restart-test', reconnectTimeWaitMs: 250 });
   const names = meshNames();
   conn.nc.subscribe(names.capacityWildcard, {
@@ -200,8 +179,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const c of children) if (alive(c)) c.kill('SIGKILL');
-  await Promise.all(children.map(exited));
+  await killAll(children);
   await conn?.close();
   await nats?.stop();
 });
@@ -214,7 +192,7 @@ describe('kill -9 and restart of the nats-server under load (router and agents a
       '--http-port',
       String(httpPort),
       '--policies',
-      join(root, 'policies'),
+      join(REPO_ROOT, 'policies'),
       '--router-id',
       'restart-router',
     ]);
@@ -231,31 +209,8 @@ describe('kill -9 and restart of the nats-server under load (router and agents a
     const names = meshNames();
     const jsm = await conn.jetstreamManager();
 
-    // An ingress message JetStream stops delivering (max deliveries reached) is lost for good:
-    // note which event it carries and fail at once.
-    const gaveUp: { eventId: string; deliveries: number }[] = [];
-    let lost!: (err: Error) => void;
-    const lostEvent = new Promise<never>((_resolve, reject) => {
-      lost = reject;
-    });
-    lostEvent.catch(() => undefined); // observed by the races below; never unhandled before them
-    conn.nc.subscribe(`$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${names.streams.ingress}.${names.ingressConsumer}`, {
-      callback: (_err, msg) => {
-        const advisory = JSON.parse(new TextDecoder().decode(msg.data)) as { stream_seq: number; deliveries: number };
-        void jsm.streams
-          .getMessage(names.streams.ingress, { seq: advisory.stream_seq })
-          .then((m) => m?.header.get('ce-id') || `<stream seq ${advisory.stream_seq}>`)
-          .catch(() => `<stream seq ${advisory.stream_seq}>`)
-          .then((eventId) => {
-            gaveUp.push({ eventId, deliveries: advisory.deliveries });
-            lost(
-              new Error(
-                `JetStream stopped delivering event ${eventId} after ${advisory.deliveries} deliveries (max_deliver): it will never be routed`,
-              ),
-            );
-          });
-      },
-    });
+    // An ingress message JetStream stops delivering (max deliveries reached) is lost for good.
+    const { gaveUp, lostEvent } = await watchGivenUp(conn, names);
 
     // The producer: a steady pace, each event retried with its own id until the mesh accepts it.
     const client = createClient({ nats: conn, source: '/nats-restart-test', publishTimeoutMs: 2_000 });

@@ -22,15 +22,10 @@
  * - without Redis the routers skip idempotency claims (by design), so an event handled during the
  *   outage may run twice: at most two results for those, exactly one for every other event.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { createClient } from '@meshroute/client';
-import { type CapacityReport, type DeadLetterRecord, decodeMessage, meshNames, type WorkResult } from '@meshroute/mesh';
+import { meshNames } from '@meshroute/mesh';
 import {
   startNatsServer,
   startRedisServer,
@@ -38,13 +33,18 @@ import {
   type TestRedisServer,
   waitFor,
 } from '@meshroute/testing';
-import { connectMesh, freePort, type MeshConnection, natsAgentMesh } from '@meshroute/transport-nats';
-import { killOnExit } from '@meshroute/transport-nats/internal';
+import { connectMesh, freePort, type MeshConnection } from '@meshroute/transport-nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-
-const root = fileURLToPath(new URL('..', import.meta.url));
-const BIN = join(root, 'packages/cli/dist/bin.js');
-const run = promisify(execFile);
+import {
+  type AgentRun,
+  followOutcomes,
+  killAll,
+  REPO_ROOT,
+  registerEchoWorkload,
+  spawnMeshroute,
+  startTimedAgent,
+  watchGivenUp,
+} from './support/processes.js';
 
 /** How long each job takes on an agent (the agent's work, not a test wait). */
 const WORK_MS = 300;
@@ -61,12 +61,6 @@ const AFTER_EVENTS = 60;
 /** Deadline for a condition that needs no redelivery (JetStream's ack wait is 30 s). */
 const CONDITION_TIMEOUT_MS = 20_000;
 
-/** A WASI command that spins (registered as the `echo` artifact; the in-process agents never run it). */
-const SPIN_WASM = Buffer.from(
-  '0061736d01000000010401600000030201000503010001071302066d656d6f72790200065f737461727400000a1b011901017f0340200041016a21002000418094ebdc03470d000b0b',
-  'hex',
-);
-
 let nats: TestNatsServer;
 let redis: TestRedisServer;
 let conn: MeshConnection;
@@ -77,13 +71,6 @@ const agentStops: (() => Promise<void>)[] = [];
 /** Set once the test is tearing down: a router exit is expected from then on. */
 let tearingDown = false;
 
-/** One run of an event on an agent: which router dispatched it, and when it started. */
-interface AgentRun {
-  eventId: string;
-  routerId: string;
-  atMs: number;
-  answered: boolean;
-}
 const runs: AgentRun[] = [];
 
 /** What `GET /healthz` answered (the fields this test reads). */
@@ -95,10 +82,10 @@ interface Health {
 }
 
 function router(routerId: string, httpPort: number): ChildProcess {
-  const child = spawn(
-    process.execPath,
+  const logs: string[] = [];
+  routerLogs.set(routerId, logs);
+  return spawnMeshroute(
     [
-      BIN,
       'router',
       '--nats-url',
       nats.url,
@@ -107,85 +94,16 @@ function router(routerId: string, httpPort: number): ChildProcess {
       '--http-port',
       String(httpPort),
       '--policies',
-      join(root, 'policies'),
+      join(REPO_ROOT, 'policies'),
       '--router-id',
       routerId,
     ],
-    { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, MESHROUTE_LOG_LEVEL: 'warn' } },
+    { logs, children },
   );
-  killOnExit(child);
-  children.push(child);
-  const lines: string[] = [];
-  routerLogs.set(routerId, lines);
-  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
-    lines.push(...chunk.split('\n').filter((l) => l.length > 0));
-    if (lines.length > 50) lines.splice(0, lines.length - 50);
-  });
-  return child;
 }
 
-/** An agent on its own NATS connection that heartbeats and answers each job after {@link WORK_MS}. */
 async function startAgent(agentId: string): Promise<void> {
-  const agentConn = await connectMesh({ servers: nats.url, name: agentId });
-  const mesh = natsAgentMesh(agentConn);
-  const instanceId = randomUUID();
-  let inFlight = 0;
-  let seq = 0;
-  const stopServing = mesh.serveWork(agentId, async (work): Promise<WorkResult> => {
-    const r: AgentRun = { eventId: work.event.id, routerId: work.routerId, atMs: Date.now(), answered: false };
-    runs.push(r);
-    inFlight++;
-    const started = Date.now();
-    await new Promise((resolve) => setTimeout(resolve, WORK_MS));
-    inFlight--;
-    r.answered = true;
-    return {
-      schema: 'meshroute.result/v1',
-      workId: work.workId,
-      eventId: work.event.id,
-      eventSource: work.event.source,
-      agentId,
-      attempt: work.attempt,
-      ok: true,
-      output: { agent: agentId, echo: work.event.data ?? null },
-      queueMs: 0,
-      executionMs: Date.now() - started,
-      finishedAtMs: Date.now(),
-    };
-  });
-  const report = (): CapacityReport => ({
-    schema: 'meshroute.capacity/v1',
-    agentId,
-    seq: ++seq,
-    instanceId,
-    sentAtMs: Date.now(),
-    heartbeatIntervalMs: 250,
-    status: 'ready',
-    backends: ['wasm'],
-    region: 'eu-central',
-    jurisdiction: 'DE',
-    carbonIntensity: 200,
-    carbonSource: 'fixed',
-    latencyP50Ms: WORK_MS,
-    latencyP99Ms: WORK_MS * 2,
-    slots: SLOTS,
-    freeSlots: Math.max(0, SLOTS - inFlight),
-    inFlight,
-    queueDepth: 0,
-    costPerJob: '0',
-    labels: {},
-    versions: { agent: 'test' },
-    workloads: [],
-    facts: {},
-  });
-  const beat = () => void mesh.publishCapacity(report()).catch(() => undefined);
-  const timer = setInterval(beat, 250);
-  beat();
-  agentStops.push(async () => {
-    clearInterval(timer);
-    await stopServing().catch(() => undefined);
-    await agentConn.close().catch(() => undefined);
-  });
+  agentStops.push(await startTimedAgent(nats.url, agentId, { workMs: WORK_MS, slots: SLOTS, runs }));
 }
 
 async function health(httpPort: number): Promise<Health | undefined> {
@@ -197,28 +115,16 @@ async function health(httpPort: number): Promise<Health | undefined> {
   }
 }
 
-function exited(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => child.once('exit', () => resolve()));
-}
-
 beforeAll(async () => {
   nats = await startNatsServer();
   redis = await startRedisServer();
-  const dir = mkdtempSync(join(tmpdir(), 'meshroute-redis-outage-'));
-  writeFileSync(join(dir, 'echo.wasm'), SPIN_WASM);
-  writeFileSync(
-    join(dir, 'echo.yaml'),
-    'name: echo\nversion: 1.0.0\nartifacts:\n  wasm: { file: echo.wasm }\nlimits: { timeoutMs: 30000, memoryBytes: 16777216, outputBytes: 1024 }\ncapabilities: [stdin, stdout]\n',
-  );
-  await run(process.execPath, [BIN, 'workload', 'register', join(dir, 'echo.yaml'), '--nats-url', nats.url]);
+  await registerEchoWorkload(nats.url);
   conn = await connectMesh({ servers: nats.url, name: 'redis-outage-test' });
 });
 
 afterAll(async () => {
   tearingDown = true;
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-  await Promise.all(children.map(exited));
+  await killAll(children);
   for (const stop of agentStops) await stop();
   await conn?.close();
   await redis?.stop();
@@ -264,53 +170,10 @@ describe('kill -9 of the shared redis-server under two router processes, then Re
 
     // The record a user reads: the results and dead-letter streams, followed as they grow.
     const names = meshNames();
-    const okResults = new Map<string, number>();
-    const deadLetters: DeadLetterRecord[] = [];
-    const follow = async (stream: string, onMessage: (data: Uint8Array) => void) => {
-      const consumer = await conn.js.consumers.get(stream);
-      const messages = await consumer.consume();
-      void (async () => {
-        for await (const m of messages) onMessage(m.data);
-      })();
-      return messages;
-    };
-    const resultsFeed = await follow(names.streams.results, (data) => {
-      const r = decodeMessage('meshroute.result/v1', data) as WorkResult;
-      if (r.ok) okResults.set(r.eventId, (okResults.get(r.eventId) ?? 0) + 1);
-    });
-    const deadFeed = await follow(names.streams.deadLetters, (data) => {
-      deadLetters.push(decodeMessage('meshroute.deadletter/v1', data) as DeadLetterRecord);
-    });
-
-    // An ingress message JetStream stops delivering (max deliveries reached) is lost for good:
-    // no router will see it again. Note which event it carries and fail at once.
-    const gaveUp: { eventId: string; deliveries: number }[] = [];
-    let lost!: (err: Error) => void;
-    const lostEvent = new Promise<never>((_resolve, reject) => {
-      lost = reject;
-    });
-    lostEvent.catch(() => undefined); // observed by the races below
+    const { okResults, deadLetters, close: closeFeeds } = await followOutcomes(conn, names);
+    // An ingress message JetStream stops delivering (max deliveries reached) is lost for good.
+    const { gaveUp, lostEvent } = await watchGivenUp(conn, names);
     const jsm = await conn.jetstreamManager();
-    conn.nc.subscribe(`$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${names.streams.ingress}.${names.ingressConsumer}`, {
-      callback: (_err, msg) => {
-        const advisory = JSON.parse(new TextDecoder().decode(msg.data)) as {
-          stream_seq: number;
-          deliveries: number;
-        };
-        void jsm.streams
-          .getMessage(names.streams.ingress, { seq: advisory.stream_seq })
-          .then((m) => m?.header.get('ce-id') || `<stream seq ${advisory.stream_seq}>`)
-          .catch(() => `<stream seq ${advisory.stream_seq}>`)
-          .then((eventId) => {
-            gaveUp.push({ eventId, deliveries: advisory.deliveries });
-            lost(
-              new Error(
-                `JetStream stopped delivering event ${eventId} after ${advisory.deliveries} deliveries (max_deliver): it will never be routed`,
-              ),
-            );
-          });
-      },
-    });
 
     // Every wait below also fails at once when a router dies or an event is given up.
     const guarded = <T>(p: Promise<T>): Promise<T> => Promise.race([p, routerDied, lostEvent]);
@@ -482,8 +345,7 @@ describe('kill -9 of the shared redis-server under two router processes, then Re
         { timeoutMs: CONDITION_TIMEOUT_MS, intervalMs: 100 },
       ),
     );
-    await resultsFeed.close();
-    await deadFeed.close();
+    await closeFeeds();
 
     for (const [id, port] of Object.entries(ports)) {
       expect({ id, health: (await health(port))?.status }).toEqual({ id, health: 'ok' });
