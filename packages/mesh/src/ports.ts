@@ -131,8 +131,11 @@ export interface StateStore extends Disposable {
    * of `windowMs`. Never overspends under concurrency.
    */
   spend(tenant: string, amount: number, limit: number, windowMs: number): Promise<QuotaDecision>;
-  /** Fixed-window rate limit: one hit on `key`, at most `limit` per `windowMs`. */
-  hit(key: string, limit: number, windowMs: number): Promise<QuotaDecision>;
+  /**
+   * Fixed-window rate limit: `count` hits (default 1) on `key` at once, at most `limit` per
+   * `windowMs`. Refused hits count too.
+   */
+  hit(key: string, limit: number, windowMs: number, count?: number): Promise<QuotaDecision>;
   /** Whether the store can be reached now. */
   healthy(): Promise<boolean>;
 }

@@ -173,17 +173,18 @@ export function memoryStateStore(options: MemoryStateStoreOptions = {}): StateSt
       return { allowed: true, remaining: limit - used - amount, retryAfterMs: 0 };
     },
 
-    async hit(key: string, limit: number, windowMs: number): Promise<QuotaDecision> {
+    async hit(key: string, limit: number, windowMs: number, count = 1): Promise<QuotaDecision> {
       nonEmpty('key', key);
       positiveInt('limit', limit);
       positive('windowMs', windowMs);
+      positiveInt('count', count);
       const now = begin();
       let w = live(rates, key, now);
       if (!w) {
         w = { used: 0, expiresAtMs: now + windowMs };
         rates.set(key, w);
       }
-      w.used++;
+      w.used += count;
       if (w.used > limit) return { allowed: false, remaining: 0, retryAfterMs: w.expiresAtMs - now };
       return { allowed: true, remaining: limit - w.used, retryAfterMs: 0 };
     },

@@ -355,6 +355,11 @@ export function createRouter(deps: CreateRouterOptions): Router {
     }
   };
 
+  /** Hand a delivery back to ingress: after `delayMs`, or {@link handBackDelayMs} for its delivery count. */
+  const handBack = (delivery: IngressDelivery, delayMs?: number): void => {
+    delivery.nak(delayMs ?? handBackDelayMs(options.nakDelayMs, delivery.redeliveryCount));
+  };
+
   const background = (what: string, p: Promise<unknown>): void => {
     p.catch((err: unknown) => logger.warn(`${what} failed`, { error: toMeshError(err).message }));
   };
@@ -958,7 +963,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
       if (it.claimed) {
         await store.release(it.key, routerId).catch((err: unknown) => storeFailed(err));
       }
-      it.delivery.nak(it.releaseDelayMs ?? handBackDelayMs(options.nakDelayMs, it.delivery.redeliveryCount));
+      handBack(it.delivery, it.releaseDelayMs);
       notifyDuplicates(it.key, undefined);
       it.done();
       return;
@@ -1104,7 +1109,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
     if (!ackable) {
       // The stream did not take the result or dead letter: back off, so that the deliveries last
       // until it does (a stream leader election), rather than running out while it cannot.
-      it.delivery.nak(handBackDelayMs(options.nakDelayMs, it.delivery.redeliveryCount));
+      handBack(it.delivery);
       notifyDuplicates(it.key, undefined);
       it.done();
       return;
@@ -1129,7 +1134,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
 
   const handleDelivery = async (delivery: IngressDelivery): Promise<void> => {
     if (lifecycle !== 'started') {
-      delivery.nak(handBackDelayMs(options.nakDelayMs, delivery.redeliveryCount));
+      handBack(delivery);
       return;
     }
     let event: RouterEvent | undefined;
@@ -1184,7 +1189,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
         }
         set.add((answer) => {
           if (answer === undefined) {
-            delivery.nak(handBackDelayMs(options.nakDelayMs, delivery.redeliveryCount));
+            handBack(delivery);
             resolve();
             return;
           }
@@ -1202,7 +1207,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
     }
     if (items.size >= options.maxInFlightItems) {
       hub.emit({ type: 'backpressure', queued: queue.size, inFlightItems: items.size });
-      delivery.nak(handBackDelayMs(options.nakDelayMs, delivery.redeliveryCount));
+      handBack(delivery);
       return;
     }
     let done!: () => void;
@@ -1242,7 +1247,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
       finish: (state, ctx) => {
         void finish(it, state, ctx).catch((err: unknown) => {
           logger.error('finishing a work item failed', { error: toMeshError(err).message });
-          delivery.nak(handBackDelayMs(options.nakDelayMs, delivery.redeliveryCount));
+          handBack(delivery);
           notifyDuplicates(key, undefined);
           done();
         });
@@ -1299,27 +1304,17 @@ export function createRouter(deps: CreateRouterOptions): Router {
     registry,
     async admit(tenant, events) {
       const rate = options.tenantRateLimits[tenant];
-      if (rate === undefined || storeState === 'degraded') return { allowed: true };
-      for (let i = 0; i < events; i++) {
-        let quota: QuotaDecision;
-        try {
-          quota = await store.hit(`rate:${tenant}`, rate.limit, rate.windowMs);
-          storeOk();
-        } catch (err) {
-          storeFailed(err);
-          return { allowed: true };
-        }
-        if (!quota.allowed) {
-          return {
-            allowed: false,
-            tenant,
-            limit: rate.limit,
-            windowMs: rate.windowMs,
-            retryAfterMs: quota.retryAfterMs,
-          };
-        }
+      if (rate === undefined || storeState === 'degraded' || events < 1) return { allowed: true };
+      let quota: QuotaDecision;
+      try {
+        quota = await store.hit(`rate:${tenant}`, rate.limit, rate.windowMs, events);
+        storeOk();
+      } catch (err) {
+        storeFailed(err);
+        return { allowed: true };
       }
-      return { allowed: true };
+      if (quota.allowed) return { allowed: true };
+      return { allowed: false, tenant, limit: rate.limit, windowMs: rate.windowMs, retryAfterMs: quota.retryAfterMs };
     },
     meshDisconnected() {
       if (meshDown) return;

@@ -120,9 +120,9 @@ end
 return {1, limit - used - amount, 0}`;
 
 const HIT = `
-local n = redis.call('INCR', KEYS[1])
+local n = redis.call('INCRBY', KEYS[1], ARGV[3])
 local ttl = redis.call('PTTL', KEYS[1])
-if n == 1 or ttl < 0 then
+if n == tonumber(ARGV[3]) or ttl < 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   ttl = tonumber(ARGV[2])
 end
@@ -138,7 +138,7 @@ interface ScriptedRedis {
   mrComplete(claimKey: string, doneKey: string, json: string, ttlMs: number): Promise<number>;
   mrRelease(claimKey: string, owner: string): Promise<number>;
   mrSpend(key: string, amount: number, limit: number, windowMs: number): Promise<[number, number, number]>;
-  mrHit(key: string, limit: number, windowMs: number): Promise<[number, number, number]>;
+  mrHit(key: string, limit: number, windowMs: number, count: number): Promise<[number, number, number]>;
 }
 
 function positive(option: string, value: number): void {
@@ -328,11 +328,12 @@ export function redisStateStore(
       positive('windowMs', windowMs);
       return quota(await run('spend', () => scripted.mrSpend(budgetKey(tenant), amount, limit, Math.ceil(windowMs))));
     },
-    async hit(key, limit, windowMs) {
+    async hit(key, limit, windowMs, count = 1) {
       nonEmpty('key', key);
       positiveInt('limit', limit);
       positive('windowMs', windowMs);
-      return quota(await run('hit', () => scripted.mrHit(rateKey(key), limit, Math.ceil(windowMs))));
+      positiveInt('count', count);
+      return quota(await run('hit', () => scripted.mrHit(rateKey(key), limit, Math.ceil(windowMs), count)));
     },
     async healthy() {
       if (closed || downSinceMs !== undefined) return false;

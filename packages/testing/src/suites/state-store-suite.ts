@@ -250,6 +250,16 @@ export function runStateStoreSuite(name: string, factory: StateStoreFactory): vo
         expect(await store.hit('ip:2', 3, windowMs)).toEqual({ allowed: true, remaining: 2, retryAfterMs: 0 });
       });
 
+      it('counts several hits at once (a batch), refusing a count that goes over the limit', async () => {
+        const windowMs = 60_000;
+        expect(await store.hit('batch', 5, windowMs, 3)).toEqual({ allowed: true, remaining: 2, retryAfterMs: 0 });
+        const over = await store.hit('batch', 5, windowMs, 3);
+        expect(over).toMatchObject({ allowed: false, remaining: 0 });
+        expect(over.retryAfterMs).toBeGreaterThan(0);
+        expect(over.retryAfterMs).toBeLessThanOrEqual(windowMs);
+        await expect(store.hit('batch', 5, windowMs, 0)).rejects.toMatchObject({ code: ErrorCode.CONFIG_ERROR });
+      });
+
       it('admits exactly `limit` of 30 concurrent hits', async () => {
         const results = await Promise.all(Array.from({ length: 30 }, () => store.hit('burst', 10, 60_000)));
         expect(results.filter((r) => r.allowed)).toHaveLength(10);
