@@ -8,6 +8,7 @@ import type {
   WorkloadSpec,
   WorkResult,
 } from '@meshroute/mesh';
+import { sampleDeadLetter as sampleDeadLetterRecord, sampleResult } from '@meshroute/testing';
 
 let counter = 0;
 /** A fresh subject prefix, so each test provisions its own streams and buckets. */
@@ -78,21 +79,7 @@ export function sampleWork(agentId: string, over: Partial<WorkItem> = {}): WorkI
 }
 
 export function resultFor(work: WorkItem, over: Partial<WorkResult> = {}): WorkResult {
-  return {
-    schema: 'meshroute.result/v1',
-    workId: work.workId,
-    eventId: work.event.id,
-    eventSource: work.event.source,
-    agentId: work.agentId,
-    attempt: work.attempt,
-    ok: true,
-    output: { sum: 42 },
-    contentType: 'application/json',
-    queueMs: 1,
-    executionMs: 2,
-    finishedAtMs: 1_700_000_000_010,
-    ...over,
-  };
+  return sampleResult(work, { output: { sum: 42 }, queueMs: 1, executionMs: 2, ...over });
 }
 
 export function sampleDecision(tenant: string | undefined): DecisionRecord {
@@ -116,17 +103,7 @@ export function sampleDecision(tenant: string | undefined): DecisionRecord {
 }
 
 export function sampleDeadLetter(tenant: string | undefined): DeadLetterRecord {
-  return {
-    schema: 'meshroute.deadletter/v1',
-    eventId: 'e1',
-    eventSource: '/s',
-    ...(tenant ? { tenant } : {}),
-    reason: 'NO_ELIGIBLE_AGENT',
-    error: { code: 'NO_ELIGIBLE_AGENT', message: 'none', retryable: false },
-    attempts: 0,
-    decisionIds: ['d1'],
-    timeMs: 1_700_000_000_000,
-  };
+  return sampleDeadLetterRecord(tenant ? { tenant } : {});
 }
 
 export function sampleWorkload(name: string, version = '1.0.0'): WorkloadSpec {
