@@ -37,9 +37,14 @@ afterAll(async () => {
   await server?.stop();
 });
 
-async function freshNames() {
+async function freshNames(maxDeliver?: number) {
   const names = meshNames(uniquePrefix());
-  await provisionMesh(conn, { names, storage: 'memory', ingressAckWaitMs: 2_000 });
+  await provisionMesh(conn, {
+    names,
+    storage: 'memory',
+    ingressAckWaitMs: 2_000,
+    ...(maxDeliver !== undefined ? { maxDeliver } : {}),
+  });
   return names;
 }
 
@@ -54,8 +59,8 @@ runMeshSuite('natsMesh', async () => {
 
 runArtifactStoreSuite('natsArtifactStore', async () => natsArtifactStore(conn, { names: await freshNames() }));
 
-runEventSourceSuite('natsEventSource', async ({ maxInFlight }) => {
-  const names = await freshNames();
+runEventSourceSuite('natsEventSource', async ({ maxInFlight, maxDeliver }) => {
+  const names = await freshNames(maxDeliver);
   return {
     source: natsEventSource(conn, { names, maxInFlight, pullRetryDelayMs: 50 }),
     async publish(body, options = {}) {

@@ -27,6 +27,8 @@ export const ErrorCode = {
   AGENT_REJECTED: 'AGENT_REJECTED',
   /** Every retry and failover was used up. */
   RETRIES_EXHAUSTED: 'RETRIES_EXHAUSTED',
+  /** The ingress stream's deliveries of an event ran out before it could be routed or answered. */
+  DELIVERIES_EXHAUSTED: 'DELIVERIES_EXHAUSTED',
   /** The event's deadline passed before it could run. */
   DEADLINE_PASSED: 'DEADLINE_PASSED',
   /** The router is over capacity; retry later. */

@@ -120,6 +120,7 @@ export {
   DEAD_LETTER_REASONS,
   DECISION_OUTCOMES,
   DEFAULT_WORKLOAD_LIMITS,
+  type DeadLetterReason,
   type DeadLetterRecord,
   type DecisionRecord,
   deadLetterRecordSchema,

@@ -168,6 +168,12 @@ export interface IngressDelivery {
   replyTo: string | undefined;
   /** How often this message was delivered before (0 the first time). */
   redeliveryCount: number;
+  /**
+   * How many more times the source delivers this message if it is handed back (`nak`, or left
+   * unsettled past the ack wait): `0` on the last delivery, after which a hand-back loses it
+   * (JetStream's `max_deliver`). `undefined` when the source redelivers without limit.
+   */
+  deliveriesLeft?: number | undefined;
   /** Done: never deliver again. */
   ack(): Promise<void>;
   /** Not done: deliver again after `delayMs`. */

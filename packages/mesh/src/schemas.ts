@@ -187,7 +187,15 @@ export const DEAD_LETTER_REASONS = [
   'BUDGET_EXCEEDED',
   /** The event names a workload that is not registered (checked by the router before any dispatch). */
   'WORKLOAD_NOT_FOUND',
+  /**
+   * The event was handed back to ingress on its last delivery (the consumer's `max_deliver`): the
+   * router records it here rather than let the stream stop delivering it unseen.
+   */
+  'DELIVERIES_EXHAUSTED',
 ] as const;
+
+/** Why an event was dead-lettered, one of {@link DEAD_LETTER_REASONS}. */
+export type DeadLetterReason = (typeof DEAD_LETTER_REASONS)[number];
 
 /** `meshroute.deadletter/v1`: an event that could not be routed or answered, with the reason. */
 export const deadLetterRecordSchema = z.object({

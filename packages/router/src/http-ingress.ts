@@ -315,6 +315,7 @@ function statusForCode(code: string): number {
     case 'INTERNAL':
       return 500;
     case 'SHUTTING_DOWN':
+    case 'DELIVERIES_EXHAUSTED':
     case 'STORE_UNAVAILABLE':
     case 'TRANSPORT_ERROR':
       return 503;

@@ -428,6 +428,54 @@ describe('router engine', () => {
     expect(mesh.dispatched).toHaveLength(1);
   });
 
+  it('dead-letters DELIVERIES_EXHAUSTED, saying why, an event it would hand back on its last delivery', async () => {
+    // Another router holds the claim (a hung router): handing the event back on its last delivery
+    // would make the stream stop delivering it, unseen.
+    const store = memoryStateStore({ clock });
+    await store.claim('/test#stuck', 'r-hung', 600_000);
+    mesh.agents.set('de-1', async (w) => okResult(w));
+    router = createRouter({ mesh, store, policies: testPolicy('carbon'), clock, routerId: 'r1' });
+    await router.start();
+    mesh.heartbeat(capacity('de-1', { sentAtMs: clock.now() }));
+    const early = Object.assign(delivery(cloudEvent('stuck'), '_INBOX.s.1'), { redeliveryCount: 8, deliveriesLeft: 1 });
+    await router.handleDelivery(early);
+    expect(early.naks).toHaveLength(1);
+    expect(mesh.deadLetters).toHaveLength(0);
+    const last = Object.assign(delivery(cloudEvent('stuck'), '_INBOX.s.1'), { redeliveryCount: 9, deliveriesLeft: 0 });
+    await router.handleDelivery(last);
+    await flush();
+    expect(last.naks).toHaveLength(0);
+    expect(last.acked).toBe(1);
+    expect(mesh.dispatched).toHaveLength(0);
+    expect(mesh.deadLetters).toHaveLength(1);
+    const dl = deadLetterRecordSchema.parse(mesh.deadLetters[0]);
+    expect(dl).toMatchObject({ eventId: 'stuck', reason: 'DELIVERIES_EXHAUSTED' });
+    expect(dl.error.code).toBe('DELIVERIES_EXHAUSTED');
+    expect(dl.error.message).toContain('last delivery (10)');
+    expect(dl.error.message).toContain('router r-hung held the event');
+    expect(mesh.replies.at(-1)?.body).toMatchObject({ id: 'stuck', outcome: 'dead-lettered' });
+  });
+
+  it('dead-letters DELIVERIES_EXHAUSTED the last delivery of an event it has no room for, instead of handing it back', async () => {
+    mesh.agents.set('de-1', () => new Promise(() => {}));
+    await make({ maxInFlightItems: 1 });
+    mesh.heartbeat(capacity('de-1', { sentAtMs: clock.now() }));
+    void router.handleDelivery(delivery(cloudEvent('busy')));
+    await flush();
+    const spare = Object.assign(delivery(cloudEvent('spare')), { deliveriesLeft: 3 });
+    await router.handleDelivery(spare);
+    expect(spare.naks).toHaveLength(1);
+    const last = Object.assign(delivery(cloudEvent('full'), '_INBOX.f.1'), { redeliveryCount: 4, deliveriesLeft: 0 });
+    await router.handleDelivery(last);
+    await flush();
+    expect(last.naks).toHaveLength(0);
+    expect(last.acked).toBe(1);
+    expect(mesh.deadLetters.map((d) => [d.eventId, d.reason, d.error.details?.handedBackBecause])).toEqual([
+      ['full', 'DELIVERIES_EXHAUSTED', 'the router was full (1 work items)'],
+    ]);
+    expect(mesh.replies.at(-1)?.body).toMatchObject({ id: 'full', outcome: 'dead-lettered' });
+  });
+
   it('dead-letters an event nested deeper than maxJsonDepth as INVALID_EVENT (data, max-depth), never running it', async () => {
     mesh.agents.set('de-1', async (w) => okResult(w));
     await make({ maxJsonDepth: 64 });

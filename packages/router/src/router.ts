@@ -201,16 +201,9 @@ interface ItemState {
   queuedRecord: (() => DecisionRecord) | undefined;
   /** How long a released item waits before it is delivered again (default: `nakDelayMs`). */
   releaseDelayMs?: number;
+  /** Why the item was released (said in its dead letter when its deliveries run out). */
+  releaseWhy?: string;
 }
-
-/** Dead-letter reasons of the router: the work item's, plus the router's own workload check. */
-type RouterDeadLetterReason = DeadLetterReason | 'WORKLOAD_NOT_FOUND';
-
-/**
- * `WORKLOAD_NOT_FOUND` as the work item machine's reason type (the machine only stores the reason;
- * its union in work-item-machine.ts does not list the router's workload check yet).
- */
-const WORKLOAD_NOT_FOUND_REASON = 'WORKLOAD_NOT_FOUND' as RouterDeadLetterReason as DeadLetterReason;
 
 const textDecoder = new TextDecoder();
 
@@ -230,11 +223,7 @@ const MAX_HAND_BACK_DELAY_MS = 30_000;
 const handBackDelayMs = (nakDelayMs: number, redeliveryCount: number): number =>
   Math.min(nakDelayMs * 2 ** Math.min(redeliveryCount, 20), MAX_HAND_BACK_DELAY_MS);
 
-const deadLetterError = (
-  reason: RouterDeadLetterReason,
-  message: string,
-  details?: Record<string, unknown>,
-): ErrorInfo => ({
+const deadLetterError = (reason: DeadLetterReason, message: string, details?: Record<string, unknown>): ErrorInfo => ({
   code: reason === 'RETRIES_EXHAUSTED' ? 'RETRIES_EXHAUSTED' : reason,
   message,
   retryable: false,
@@ -355,9 +344,101 @@ export function createRouter(deps: CreateRouterOptions): Router {
     }
   };
 
-  /** Hand a delivery back to ingress: after `delayMs`, or {@link handBackDelayMs} for its delivery count. */
-  const handBack = (delivery: IngressDelivery, delayMs?: number): void => {
+  /**
+   * Hand a delivery back to ingress: after `delayMs`, or {@link handBackDelayMs} for its delivery
+   * count. On its last delivery (`deliveriesLeft` 0) a hand-back would lose the event, as the
+   * stream stops delivering it: it is dead-lettered `DELIVERIES_EXHAUSTED`, saying `why`, instead.
+   */
+  const handBack = (delivery: IngressDelivery, why: string, delayMs?: number): void => {
+    if (delivery.deliveriesLeft === 0) {
+      void giveUp(delivery, why);
+      return;
+    }
     delivery.nak(delayMs ?? handBackDelayMs(options.nakDelayMs, delivery.redeliveryCount));
+  };
+
+  /** Release a work item to ingress, saying why (see {@link handBack}). */
+  const release = (it: ItemState, why: string): void => {
+    it.releaseWhy = why;
+    it.actor.send({ type: 'RELEASE' });
+  };
+
+  const exhaustedError = (delivery: IngressDelivery, why: string): ErrorInfo =>
+    deadLetterError(
+      'DELIVERIES_EXHAUSTED',
+      `the event was handed back to ingress on its last delivery (${delivery.redeliveryCount + 1}) because ${why}`,
+      { deliveries: delivery.redeliveryCount + 1, handedBackBecause: why },
+    );
+
+  /**
+   * Dead-letter the last delivery of an event that is not a work item here (the router stopping
+   * or full, a finished item whose outcome could not be published): record it with what can be
+   * read of the event, answer whoever waits, and ack. When even the dead letter cannot be
+   * published the delivery is handed back, and the stream delivers it no more (logged as an error).
+   */
+  const giveUp = async (delivery: IngressDelivery, why: string): Promise<void> => {
+    let event: RouterEvent | undefined;
+    try {
+      if (!jsonDeeperThan(delivery.body, options.maxJsonDepth)) {
+        event = decodeNats(delivery.headers, delivery.body, {
+          maxEventBytes: options.maxEventBytes,
+          validateIntent: false,
+        }) as RouterEvent;
+      }
+    } catch {
+      event = undefined;
+    }
+    const error = exhaustedError(delivery, why);
+    const eventId = event?.id ?? '';
+    const eventSource = event?.source ?? '';
+    const tenant = typeof event?.tenant === 'string' ? event.tenant : undefined;
+    try {
+      await mesh.publishDeadLetter({
+        schema: 'meshroute.deadletter/v1',
+        eventId,
+        eventSource,
+        ...(tenant ? { tenant } : {}),
+        reason: 'DELIVERIES_EXHAUSTED',
+        error,
+        attempts: 0,
+        decisionIds: [],
+        timeMs: clock.now(),
+        event: event ?? textDecoder.decode(delivery.body.subarray(0, 4096)),
+      });
+    } catch (err) {
+      logger.error('the last delivery of an event could not be dead-lettered; the stream will not deliver it again', {
+        eventId,
+        eventSource,
+        why,
+        error: toMeshError(err).message,
+      });
+      delivery.nak();
+      return;
+    }
+    telemetry.deadLettered('DELIVERIES_EXHAUSTED');
+    const answer: RouterAnswer = {
+      schema: 'meshroute.answer/v1',
+      id: eventId,
+      source: eventSource,
+      outcome: 'dead-lettered',
+      agent: null,
+      decisionId: null,
+      error,
+      deadLetterReason: 'DELIVERIES_EXHAUSTED',
+    };
+    if (event) notifyWaiters(idempotencyKey(event), answer);
+    if (delivery.replyTo) {
+      await mesh
+        .reply(delivery.replyTo, encodeAnswer(answer), {
+          [ANSWER_HEADERS.outcome]: answer.outcome,
+          [ANSWER_HEADERS.errorCode]: error.code,
+        })
+        .catch(() => {});
+    }
+    await delivery.ack().catch((err: unknown) => {
+      logger.warn('ack of a dead-lettered last delivery failed', { eventId, error: toMeshError(err).message });
+    });
+    hub.emit({ type: 'workFinished', eventId, state: 'deadLettered' });
   };
 
   const background = (what: string, p: Promise<unknown>): void => {
@@ -520,7 +601,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
     const attempt = ctx.attempt;
     const actor = it.actor;
     if (lifecycle !== 'started') {
-      actor.send({ type: 'RELEASE' });
+      release(it, 'the router was stopping');
       return;
     }
     const event = it.event as RouterEvent;
@@ -539,7 +620,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
     const bundle = policies.current();
     if (!bundle) {
       hub.emit({ type: 'policyMissing' });
-      actor.send({ type: 'RELEASE' });
+      release(it, 'no policy bundle was active');
       return;
     }
     let views: readonly AgentView[] = registry.views();
@@ -553,7 +634,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
       if (!spec) {
         actor.send({
           type: 'DEAD_LETTER',
-          reason: WORKLOAD_NOT_FOUND_REASON,
+          reason: 'WORKLOAD_NOT_FOUND',
           error: {
             code: 'WORKLOAD_NOT_FOUND',
             message: `workload ${JSON.stringify(workload)} is not registered`,
@@ -662,7 +743,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
         // Started or reconnected moments ago and no agent heard yet: hand the event back rather
         // than dead-letter it for a registry that has not caught up with the mesh.
         logger.debug('no routable agent yet after start or reconnect; handing the event back', { eventId: event.id });
-        actor.send({ type: 'RELEASE' });
+        release(it, 'no agent had been heard since the router started or reconnected');
         return;
       }
       publishDecision({ ...baseRecord(), outcome: 'no-eligible-agent', chosen: null });
@@ -710,7 +791,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
     if (!pick) {
       if (queue.size >= options.maxQueued && !queue.has(it)) {
         hub.emit({ type: 'backpressure', queued: queue.size, inFlightItems: items.size });
-        actor.send({ type: 'RELEASE' });
+        release(it, `the router's wait queue was full (${options.maxQueued} items)`);
         return;
       }
       // Every eligible agent is busy: if the wait times out, this decision is the one recorded.
@@ -784,7 +865,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
             ownerId: claim.ownerId,
             delayMs: it.releaseDelayMs,
           });
-          actor.send({ type: 'RELEASE' });
+          release(it, `router ${claim.ownerId} held the event's claim`);
           return;
         }
         it.claimed = true;
@@ -838,7 +919,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
         // The router cannot reach the mesh: not the agent's fault, so no attempt is spent; the
         // event goes back to ingress and comes again once the connection is back.
         logger.warn('mesh unreachable; handing the event back to ingress', { eventId: it.event?.id, error: e.message });
-        actor.send({ type: 'RELEASE' });
+        release(it, `the mesh was unreachable: ${e.message}`);
         return;
       }
       actor.send({ type: 'RETRY', attempt, error: e.toJSON() });
@@ -953,7 +1034,18 @@ export function createRouter(deps: CreateRouterOptions): Router {
       .then(storeOk, storeFailed);
   };
 
-  const finish = async (it: ItemState, state: WorkItemFinalState, ctx: WorkItemContext): Promise<void> => {
+  const finish = async (it: ItemState, finalState: WorkItemFinalState, finalCtx: WorkItemContext): Promise<void> => {
+    let state = finalState;
+    let ctx = finalCtx;
+    if (state === 'released' && it.delivery.deliveriesLeft === 0) {
+      // Handing the last delivery back would lose the event: dead-letter it, saying why.
+      state = 'deadLettered';
+      ctx = {
+        ...ctx,
+        deadLetterReason: 'DELIVERIES_EXHAUSTED',
+        error: exhaustedError(it.delivery, it.releaseWhy ?? 'it could not be placed'),
+      };
+    }
     recordFinish(it, state, ctx);
     queue.delete(it);
     items.delete(it.key);
@@ -963,7 +1055,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
       if (it.claimed) {
         await store.release(it.key, routerId).catch((err: unknown) => storeFailed(err));
       }
-      handBack(it.delivery, it.releaseDelayMs);
+      handBack(it.delivery, it.releaseWhy ?? 'it was released', it.releaseDelayMs);
       notifyDuplicates(it.key, undefined);
       it.done();
       return;
@@ -1109,7 +1201,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
     if (!ackable) {
       // The stream did not take the result or dead letter: back off, so that the deliveries last
       // until it does (a stream leader election), rather than running out while it cannot.
-      handBack(it.delivery);
+      handBack(it.delivery, `the ${state === 'deadLettered' ? 'dead-letter' : 'results'} stream refused its record`);
       notifyDuplicates(it.key, undefined);
       it.done();
       return;
@@ -1134,7 +1226,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
 
   const handleDelivery = async (delivery: IngressDelivery): Promise<void> => {
     if (lifecycle !== 'started') {
-      handBack(delivery);
+      handBack(delivery, 'the router was stopping');
       return;
     }
     let event: RouterEvent | undefined;
@@ -1189,7 +1281,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
         }
         set.add((answer) => {
           if (answer === undefined) {
-            handBack(delivery);
+            handBack(delivery, 'an earlier delivery of the event was handed back');
             resolve();
             return;
           }
@@ -1207,7 +1299,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
     }
     if (items.size >= options.maxInFlightItems) {
       hub.emit({ type: 'backpressure', queued: queue.size, inFlightItems: items.size });
-      handBack(delivery);
+      handBack(delivery, `the router was full (${options.maxInFlightItems} work items)`);
       return;
     }
     let done!: () => void;
@@ -1247,7 +1339,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
       finish: (state, ctx) => {
         void finish(it, state, ctx).catch((err: unknown) => {
           logger.error('finishing a work item failed', { error: toMeshError(err).message });
-          handBack(delivery);
+          handBack(delivery, `finishing its work item failed: ${toMeshError(err).message}`);
           notifyDuplicates(key, undefined);
           done();
         });
@@ -1354,7 +1446,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
       if (deps.source) await deps.source.close().catch(() => {});
       for (const it of [...items.values()]) {
         const snap = it.actor.getSnapshot();
-        if (!isInFlight(snap)) it.actor.send({ type: 'RELEASE' });
+        if (!isInFlight(snap)) release(it, 'the router was stopping');
       }
       const pending = [...items.values()];
       if (pending.length > 0 && drainTimeoutMs > 0) {
@@ -1377,7 +1469,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
       }
       for (const it of [...items.values()]) {
         it.abort?.abort();
-        it.actor.send({ type: 'RELEASE' });
+        release(it, 'the router stopped before the work finished');
       }
       registry.stop();
       workItems.stop();

@@ -9,19 +9,11 @@
  * Side effects are the router's: the machine calls the {@link WorkItemEffects} it was given and
  * the router answers with events.
  */
-import type { ErrorInfo, StoredOutcome, WorkResult } from '@meshroute/mesh';
+import type { DeadLetterReason, ErrorInfo, StoredOutcome, WorkResult } from '@meshroute/mesh';
 import { assign, setup } from 'xstate';
 
-/** Dead-letter reasons the router uses. */
-export type DeadLetterReason =
-  | 'NO_ELIGIBLE_AGENT'
-  | 'RETRIES_EXHAUSTED'
-  | 'DEADLINE_PASSED'
-  | 'INVALID_EVENT'
-  | 'INVALID_INTENT'
-  | 'POLICY_ERROR'
-  | 'WORKLOAD_FAILED'
-  | 'BUDGET_EXCEEDED';
+/** Dead-letter reasons the router uses: those of the dead-letter schema. */
+export type { DeadLetterReason } from '@meshroute/mesh';
 
 /** The router's side of a work item. Each effect eventually sends an event back to the actor. */
 export interface WorkItemEffects {

@@ -121,6 +121,7 @@ class JsDelivery implements IngressDelivery {
   readonly body: Uint8Array;
   readonly replyTo: string | undefined;
   readonly redeliveryCount: number;
+  readonly deliveriesLeft: number | undefined;
   /** How the delivery was settled, if it was. */
   settled: 'ack' | 'nak' | 'term' | undefined;
 
@@ -128,6 +129,7 @@ class JsDelivery implements IngressDelivery {
     private readonly msg: JsMsg,
     private readonly ackTimeoutMs: number,
     private readonly logger: Logger,
+    maxDeliver: number,
   ) {
     const headers = mapFromHeaders(msg.headers);
     this.headers = headers;
@@ -135,6 +137,7 @@ class JsDelivery implements IngressDelivery {
     const reply = headers.get(REPLY_TO_HEADER);
     this.replyTo = reply === undefined || reply === '' ? undefined : reply;
     this.redeliveryCount = Math.max(0, msg.info.deliveryCount - 1);
+    this.deliveriesLeft = maxDeliver > 0 ? Math.max(0, maxDeliver - msg.info.deliveryCount) : undefined;
   }
 
   /** Stream sequence, for logs. */
@@ -193,6 +196,8 @@ export function natsEventSource(conn: MeshConnection, options: NatsEventSourceOp
   let consumer: Consumer | undefined;
   let handler: ((d: IngressDelivery) => Promise<void>) | undefined;
   let keepAliveMs = 0;
+  // The consumer's `max_deliver` (read when the source starts; -1 or 0: unlimited).
+  let maxDeliver = -1;
   let inFlight = 0;
   let requested = 0;
   let openPulls = 0;
@@ -286,7 +291,7 @@ export function natsEventSource(conn: MeshConnection, options: NatsEventSourceOp
   };
 
   const dispatch = (m: JsMsg): void => {
-    const d = new JsDelivery(m, opts.ackTimeoutMs, log);
+    const d = new JsDelivery(m, opts.ackTimeoutMs, log, maxDeliver);
     const h = handler as (d: IngressDelivery) => Promise<void>;
     inFlight++;
     let cancelKeepAlive: (() => void) | undefined;
@@ -329,6 +334,7 @@ export function natsEventSource(conn: MeshConnection, options: NatsEventSourceOp
         const info = await consumer.info(true);
         const ackWaitMs = opts.ackWaitMs ?? (info.config.ack_wait ?? 0) / 1_000_000;
         keepAliveMs = ackWaitMs > 0 ? Math.max(250, Math.floor(ackWaitMs / 2)) : 0;
+        maxDeliver = info.config.max_deliver ?? -1;
       } catch (err) {
         started = false;
         const e = mapNatsError(

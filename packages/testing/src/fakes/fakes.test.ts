@@ -11,8 +11,8 @@ import { memoryMesh } from './memory-mesh.js';
 
 runArtifactStoreSuite('memoryArtifactStore', () => memoryArtifactStore());
 
-runEventSourceSuite('memoryEventSource', ({ maxInFlight }) => {
-  const source = memoryEventSource({ maxInFlight });
+runEventSourceSuite('memoryEventSource', ({ maxInFlight, maxDeliver }) => {
+  const source = memoryEventSource({ maxInFlight, ...(maxDeliver !== undefined ? { maxDeliver } : {}) });
   return {
     source,
     publish: async (body, options) => {

@@ -1,8 +1,9 @@
 /**
  * An in-memory {@link EventSource} with JetStream-like delivery semantics: at most `maxInFlight`
  * handlers at once, `ack` done, `nak(delayMs)` redelivered with `redeliveryCount + 1`, `term`
- * never again, a throwing handler nak'ed, and a delivery left unsettled redelivered after
- * `ackWaitMs` (unless `working()` renewed it).
+ * never again, a throwing handler nak'ed, a delivery left unsettled redelivered after
+ * `ackWaitMs` (unless `working()` renewed it), and, with `maxDeliver`, a message handed back on
+ * its last delivery never delivered again (`exhausted`, like JetStream's `max_deliver`).
  */
 import { type Clock, ErrorCode, type EventSource, type IngressDelivery, MeshError, systemClock } from '@meshroute/mesh';
 
@@ -19,6 +20,12 @@ export interface MemoryEventSourceOptions {
   ackWaitMs?: number;
   /** Redelivery delay after a handler throws. @default 0 */
   errorRedeliveryDelayMs?: number;
+  /**
+   * Deliveries of a message at most (JetStream's `max_deliver`): one handed back (or left
+   * unsettled) on its last delivery is `exhausted`, never delivered again. Deliveries carry
+   * `deliveriesLeft`. Unlimited when not set.
+   */
+  maxDeliver?: number;
   /** @default systemClock */
   clock?: Clock;
 }
@@ -38,7 +45,7 @@ export interface MemoryMessage {
   replyTo: string | undefined;
   /** Deliveries so far. */
   deliveries: number;
-  state: 'pending' | 'in-flight' | 'waiting' | 'acked' | 'terminated';
+  state: 'pending' | 'in-flight' | 'waiting' | 'acked' | 'terminated' | 'exhausted';
   /** The `term` reason. */
   termReason?: string;
 }
@@ -53,9 +60,11 @@ export interface MemoryEventSource extends EventSource {
   readonly acked: readonly MemoryMessage[];
   /** Messages terminated, in order. */
   readonly terminated: readonly MemoryMessage[];
+  /** Messages handed back on their last delivery (`maxDeliver`), never delivered again, in order. */
+  readonly exhausted: readonly MemoryMessage[];
   /** Handlers running now. */
   inFlight(): number;
-  /** Resolves once every message is acked or terminated and no handler runs. */
+  /** Resolves once every message is acked, terminated or exhausted and no handler runs. */
   settled(): Promise<void>;
 }
 
@@ -77,9 +86,14 @@ export function memoryEventSource(options: MemoryEventSourceOptions = {}): Memor
   const ackWaitMs = options.ackWaitMs ?? DEFAULT_MEMORY_SOURCE_ACK_WAIT_MS;
   const errorDelayMs = options.errorRedeliveryDelayMs ?? 0;
   const clock = options.clock ?? systemClock;
+  const maxDeliver = options.maxDeliver;
+  if (maxDeliver !== undefined && (!Number.isInteger(maxDeliver) || maxDeliver < 1)) {
+    throw new MeshError(ErrorCode.CONFIG_ERROR, `maxDeliver: must be a positive integer, got ${maxDeliver}`);
+  }
   const messages: MemoryMessage[] = [];
   const acked: MemoryMessage[] = [];
   const terminated: MemoryMessage[] = [];
+  const exhausted: MemoryMessage[] = [];
   const ready: MemoryMessage[] = [];
   const running = new Set<Promise<void>>();
   const settleWaiters = new Set<() => void>();
@@ -89,7 +103,8 @@ export function memoryEventSource(options: MemoryEventSourceOptions = {}): Memor
   let closed = false;
   let active = 0;
 
-  const allSettled = () => active === 0 && messages.every((m) => m.state === 'acked' || m.state === 'terminated');
+  const allSettled = () =>
+    active === 0 && messages.every((m) => m.state === 'acked' || m.state === 'terminated' || m.state === 'exhausted');
   const checkSettled = () => {
     if (!allSettled()) return;
     for (const w of settleWaiters) w();
@@ -104,6 +119,12 @@ export function memoryEventSource(options: MemoryEventSourceOptions = {}): Memor
     return cancel;
   };
   const requeue = (m: MemoryMessage, delayMs: number) => {
+    if (maxDeliver !== undefined && m.deliveries >= maxDeliver) {
+      m.state = 'exhausted';
+      exhausted.push(m);
+      queueMicrotask(checkSettled);
+      return;
+    }
     m.state = 'waiting';
     const back = () => {
       if (m.state !== 'waiting') return;
@@ -138,6 +159,7 @@ export function memoryEventSource(options: MemoryEventSourceOptions = {}): Memor
       body: m.body,
       replyTo: m.replyTo,
       redeliveryCount: m.deliveries - 1,
+      deliveriesLeft: maxDeliver === undefined ? undefined : maxDeliver - m.deliveries,
       async ack() {
         if (settledAs !== undefined) return;
         settledAs = 'ack';
@@ -195,6 +217,7 @@ export function memoryEventSource(options: MemoryEventSourceOptions = {}): Memor
     messages,
     acked,
     terminated,
+    exhausted,
     push(body, pushOptions = {}) {
       if (closed) throw new MeshError(ErrorCode.SHUTTING_DOWN, 'event source is closed');
       const h = pushOptions.headers;

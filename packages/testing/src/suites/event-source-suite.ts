@@ -16,6 +16,8 @@ export interface EventSourceFixture {
 export interface EventSourceSuiteOptions {
   /** Handlers at once. */
   maxInFlight: number;
+  /** Deliveries of a message at most (JetStream's `max_deliver`); unlimited when not set. */
+  maxDeliver?: number | undefined;
 }
 
 /** A factory of fresh event sources. */
@@ -28,6 +30,7 @@ const DEADLINE_MS = 15_000;
 interface Seen {
   body: string;
   redeliveryCount: number;
+  deliveriesLeft: number | undefined;
   headers: Record<string, string>;
   replyTo: string | undefined;
 }
@@ -39,8 +42,8 @@ interface Seen {
 export function runEventSourceSuite(name: string, factory: EventSourceFactory): void {
   describe(`EventSource conformance: ${name}`, () => {
     const fixtures: EventSourceFixture[] = [];
-    const make = async (maxInFlight = 16) => {
-      const fx = await factory({ maxInFlight });
+    const make = async (maxInFlight = 16, maxDeliver?: number) => {
+      const fx = await factory({ maxInFlight, maxDeliver });
       fixtures.push(fx);
       return fx;
     };
@@ -58,6 +61,7 @@ export function runEventSourceSuite(name: string, factory: EventSourceFactory): 
         const s: Seen = {
           body: dec.decode(d.body),
           redeliveryCount: d.redeliveryCount,
+          deliveriesLeft: d.deliveriesLeft,
           headers: Object.fromEntries(d.headers),
           replyTo: d.replyTo,
         };
@@ -98,6 +102,26 @@ export function runEventSourceSuite(name: string, factory: EventSourceFactory): 
         ['retry-me', 1],
         ['retry-me', 2],
       ]);
+    });
+
+    it('counts deliveriesLeft down to 0 with maxDeliver, and never delivers a message handed back on its last delivery again', async () => {
+      const fx = await make(1, 3);
+      const seen = await run(fx, async (d, s) => {
+        if (s.body === 'doomed') d.nak(10);
+        else await d.ack();
+      });
+      await fx.publish(enc.encode('doomed'));
+      await until('three deliveries', () => seen.length >= 3);
+      expect(seen.map((s) => [s.redeliveryCount, s.deliveriesLeft])).toEqual([
+        [0, 2],
+        [1, 1],
+        [2, 0],
+      ]);
+      // A fourth delivery would come 10 ms after the last nak, before this later message.
+      await new Promise((r) => setTimeout(r, 300));
+      await fx.publish(enc.encode('after'));
+      await until('the later message', () => seen.some((s) => s.body === 'after'));
+      expect(seen.map((s) => s.body)).toEqual(['doomed', 'doomed', 'doomed', 'after']);
     });
 
     it('redelivers a message whose handler threw', async () => {
