@@ -234,6 +234,8 @@ describe('deploy/k8s', () => {
     expect(asObj(asObj(nats.config).cluster)).toMatchObject({ enabled: true, replicas: 3 });
     expect(asObj(asObj(nats.config).jetstream).enabled).toBe(true);
     expect(asObj(asObj(nats.config).leafnodes).enabled).toBe(true);
+    // Events at the 1 MiB limit plus their headers must fit in a NATS message.
+    expect(asObj(asObj(nats.config).merge).max_payload).toBe('<< 8MB >>');
     const redis = loadYaml(join(k8s, 'helm/redis-values.yaml'));
     expect(asObj(redis.auth).enabled).toBe(true);
   });

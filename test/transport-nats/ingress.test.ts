@@ -147,6 +147,25 @@ describe('publishEvent', () => {
     expect(await streamMessages(names.streams.ingress)).toBe(2);
   });
 
+  it("refuses an event over the server's max_payload with PAYLOAD_TOO_LARGE naming it (not a retryable transport error)", async () => {
+    const small = await startNatsServer({ maxPayloadBytes: 64 * 1024 });
+    const smallConn = await connectMesh({ servers: small.url, name: 'small-payload' });
+    try {
+      const names = meshNames(uniquePrefix());
+      await provisionMesh(smallConn, { names, storage: 'memory' });
+      const err = await publishEvent(smallConn, { ...sampleEvent(), data: 'x'.repeat(70 * 1024) }, { names }).catch(
+        (e: unknown) => e,
+      );
+      expect(err).toMatchObject({ code: 'PAYLOAD_TOO_LARGE', retryable: false });
+      expect((err as Error).message).toContain('max_payload of 65536 bytes');
+      // Under it, the same server takes the event.
+      await publishEvent(smallConn, { ...sampleEvent(), data: 'x'.repeat(60 * 1024) }, { names });
+    } finally {
+      await smallConn.close();
+      await small.stop();
+    }
+  });
+
   it('refuses a tenant that is not one subject token', async () => {
     const { names } = await freshMesh();
     await expect(publishEvent(conn, sampleEvent(), { names, tenant: 'a.b' })).rejects.toMatchObject({

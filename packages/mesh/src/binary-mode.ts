@@ -7,6 +7,7 @@ import {
   type CloudEventJson,
   checkEvent,
   checkStringChars,
+  ENCODE_VALIDATION,
   isJsonContentType,
   type ResolvedEventValidationOptions,
   validateBatch,
@@ -136,8 +137,10 @@ export function finishBinary(
   opts: ResolvedEventValidationOptions,
 ): CloudEventJson {
   const bodyBytes = body ? body.byteLength : 0;
-  const size = bodyBytes + c.headerBytes;
-  if (size > opts.maxEventBytes) throw new PayloadTooLargeError('event', size, opts.maxEventBytes);
+  if (bodyBytes > opts.maxEventBytes) throw new PayloadTooLargeError('event', bodyBytes, opts.maxEventBytes);
+  if (c.headerBytes > opts.maxAttributeBytes) {
+    throw new PayloadTooLargeError('attributes', c.headerBytes, opts.maxAttributeBytes);
+  }
   const attrs = c.attrs;
   if (attrs.specversion === undefined) {
     throw new InvalidEventError('specversion', 'required', 'specversion: the required attribute is missing');
@@ -182,7 +185,7 @@ export interface BinaryParts {
  * requires when re-serializing into another binding.
  */
 export function binaryParts(event: CloudEventJson): BinaryParts {
-  const valid = validateEvent(event);
+  const valid = validateEvent(event, ENCODE_VALIDATION);
   const attributes: AttributeEntry[] = [];
   let contentType: string | undefined;
   let body: Uint8Array = new Uint8Array(0);
@@ -264,5 +267,5 @@ export function decodeBatchBody(body: Uint8Array, opts: ResolvedEventValidationO
 
 /** The JSON event format body of a (validated) event. */
 export function encodeStructuredBody(event: CloudEventJson): Uint8Array {
-  return utf8(JSON.stringify(validateEvent(event)));
+  return utf8(JSON.stringify(validateEvent(event, ENCODE_VALIDATION)));
 }

@@ -29,17 +29,34 @@ export type CloudEventJson = {
   [extension: string]: unknown;
 };
 
-/** Default limit on the size of one event (attributes and data), 1 MiB. */
+/**
+ * Default limit on the size of one event, 1 MiB: the body of a binary-mode message (the data),
+ * the whole JSON of a structured-mode one.
+ */
 export const DEFAULT_MAX_EVENT_BYTES = 1_048_576;
+
+/**
+ * Default limit on the attributes of one binary-mode message (`ce-` header names and values),
+ * 64 KiB: far above an HTTP server's header limit (Node: 16 KiB), so that an event an HTTP
+ * ingress accepted is accepted again when it travels on over NATS or Kafka.
+ */
+export const DEFAULT_MAX_ATTRIBUTE_BYTES = 65_536;
 
 /** Options of {@link validateEvent} and every decoder. */
 export interface EventValidationOptions {
   /**
-   * Largest accepted event, in bytes (for decoders: the body plus the header names and values;
-   * for {@link validateEvent}: the attribute names and values plus the data).
+   * Largest accepted event, in bytes: for binary-mode decoders the body (the data, as it came:
+   * `data_base64` counts its decoded bytes); for structured mode the whole JSON; for
+   * {@link validateEvent} the attribute names and values plus the data.
    * @default DEFAULT_MAX_EVENT_BYTES (1 MiB)
    */
   maxEventBytes?: number;
+  /**
+   * Largest accepted attributes of a binary-mode message, in bytes (`ce-` header names and
+   * values), checked by binary-mode decoders apart from the body.
+   * @default DEFAULT_MAX_ATTRIBUTE_BYTES (64 KiB)
+   */
+  maxAttributeBytes?: number;
   /**
    * Also validate the intent extension attributes (`residency`, `latencybudgetms`, ...) through
    * `validateIntent` (the rules of `parseIntent`), so that an invalid intent is an {@link InvalidIntentError} naming it.
@@ -51,26 +68,44 @@ export interface EventValidationOptions {
 /** {@link EventValidationOptions} with every field filled. */
 export interface ResolvedEventValidationOptions {
   readonly maxEventBytes: number;
+  readonly maxAttributeBytes: number;
   readonly validateIntent: boolean;
 }
 
 const DEFAULT_OPTIONS: ResolvedEventValidationOptions = Object.freeze({
   maxEventBytes: DEFAULT_MAX_EVENT_BYTES,
+  maxAttributeBytes: DEFAULT_MAX_ATTRIBUTE_BYTES,
+  validateIntent: true,
+});
+
+/**
+ * What encoders validate with: every rule but the size limit, which is the receiver's to set
+ * (a producer's encoder must not refuse an event the receiving router is configured to take).
+ * @internal
+ */
+export const ENCODE_VALIDATION: ResolvedEventValidationOptions = Object.freeze({
+  maxEventBytes: Number.MAX_SAFE_INTEGER,
+  maxAttributeBytes: Number.MAX_SAFE_INTEGER,
   validateIntent: true,
 });
 
 /**
  * Resolve {@link EventValidationOptions} into a filled object.
- * @throws ConfigError for a `maxEventBytes` that is not a positive integer
+ * @throws ConfigError for a `maxEventBytes` or `maxAttributeBytes` that is not a positive integer
  */
 export function resolveEventValidationOptions(options?: EventValidationOptions): ResolvedEventValidationOptions {
   if (options === undefined) return DEFAULT_OPTIONS;
   if ((options as ResolvedEventValidationOptions) === DEFAULT_OPTIONS) return DEFAULT_OPTIONS;
+  if ((options as ResolvedEventValidationOptions) === ENCODE_VALIDATION) return ENCODE_VALIDATION;
   const maxEventBytes = options.maxEventBytes ?? DEFAULT_MAX_EVENT_BYTES;
   if (!Number.isSafeInteger(maxEventBytes) || maxEventBytes <= 0) {
     throw new ConfigError('maxEventBytes', `must be a positive integer, got ${String(options.maxEventBytes)}`);
   }
-  return { maxEventBytes, validateIntent: options.validateIntent ?? true };
+  const maxAttributeBytes = options.maxAttributeBytes ?? DEFAULT_MAX_ATTRIBUTE_BYTES;
+  if (!Number.isSafeInteger(maxAttributeBytes) || maxAttributeBytes <= 0) {
+    throw new ConfigError('maxAttributeBytes', `must be a positive integer, got ${String(options.maxAttributeBytes)}`);
+  }
+  return { maxEventBytes, maxAttributeBytes, validateIntent: options.validateIntent ?? true };
 }
 
 /** The context attributes defined by CloudEvents 1.0 core (not extensions). */
@@ -259,6 +294,9 @@ function approximateSize(event: Record<string, unknown>): number {
       if (typeof v === 'string') size += Buffer.byteLength(v);
       else if (v instanceof Uint8Array) size += v.byteLength;
       else size += Buffer.byteLength(JSON.stringify(v) ?? '');
+    } else if (key === 'data_base64' && typeof v === 'string') {
+      // The bytes it stands for (what travels as the body in binary mode), not its base64 text.
+      size += Math.floor((v.length * 3) / 4);
     } else if (typeof v === 'string') size += v.length;
     else size += 8;
   }

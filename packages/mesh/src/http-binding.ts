@@ -20,6 +20,7 @@ import {
 } from './binary-mode.js';
 import {
   type CloudEventJson,
+  ENCODE_VALIDATION,
   type EventValidationOptions,
   resolveEventValidationOptions,
   validateEvent,
@@ -204,7 +205,7 @@ export function encodeHttpStructured(event: CloudEventJson): HttpMessage {
 export function encodeHttpBatch(events: readonly CloudEventJson[]): HttpMessage {
   const valid = events.map((e, index) => {
     try {
-      return validateEvent(e);
+      return validateEvent(e, ENCODE_VALIDATION);
     } catch (err) {
       throw withIndex(err, index);
     }

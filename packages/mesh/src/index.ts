@@ -11,6 +11,7 @@
 export {
   type CloudEventJson,
   CORE_ATTRIBUTES,
+  DEFAULT_MAX_ATTRIBUTE_BYTES,
   DEFAULT_MAX_EVENT_BYTES,
   type EventValidationOptions,
   EXTENSION_NAME_RE,

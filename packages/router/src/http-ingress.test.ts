@@ -601,11 +601,24 @@ describe('HTTP ingress', () => {
       expect(yes.json).toMatchObject({ id: 'qyes', outcome: 'succeeded' });
     });
 
-    it('answers 431 with a problem to headers over the server limit, 413 to an event over the event limit', async () => {
+    it('answers 431 with a problem to headers over the server limit; in binary mode the limit is on the body, not the attributes', async () => {
       const huge = await raw({ headers: binaryHeaders('long', { 'ce-subject': 'x'.repeat(20_000) }), body: '{}' });
       expectProblem(huge, 431, {});
-      const big = await raw({ headers: binaryHeaders('long2', { 'ce-subject': 'x'.repeat(5000) }), body: '{}' });
-      expectProblem(big, 413, { code: 'PAYLOAD_TOO_LARGE' });
+      // 5000 bytes of attributes on a small body: the 4096-byte limit is the body's.
+      const long = await raw({ headers: binaryHeaders('long2', { 'ce-subject': 'x'.repeat(5000) }), body: '{}' });
+      expect(long.status).toBe(202);
+    });
+
+    it('accepts a binary-mode body exactly at the limit (its attributes on top) and answers 413 one byte over', async () => {
+      const text = { ...binaryHeaders('bin-at'), 'content-type': 'text/plain' };
+      expect((await raw({ headers: text, body: 'y'.repeat(4096) })).status).toBe(202);
+      const json = binaryHeaders('bin-json-at');
+      expect((await raw({ headers: json, body: `"${'y'.repeat(4094)}"` })).status).toBe(202);
+      const over = await raw({
+        headers: { ...binaryHeaders('bin-over'), 'content-type': 'text/plain' },
+        body: 'y'.repeat(4097),
+      });
+      expectProblem(over, 413, { code: 'PAYLOAD_TOO_LARGE' });
     });
 
     it('answers malformed HTTP framing with a 400 problem', async () => {

@@ -306,6 +306,8 @@ function statusForCode(code: string): number {
     case 'WORKLOAD_NOT_FOUND':
     case 'LIMIT_EXCEEDED':
       return 422;
+    case 'PAYLOAD_TOO_LARGE':
+      return 413;
     case 'BUDGET_EXCEEDED':
     case 'BACKPRESSURE':
       return 429;

@@ -10,7 +10,8 @@ import { errors as natsErrors } from '@nats-io/nats-core';
 /**
  * Turn an error thrown by the NATS client into a {@link MeshError}:
  * permission and authorization violations become `PERMISSION_DENIED` (not retryable), client
- * timeouts a {@link TimeoutError}, everything else a retryable `TRANSPORT_ERROR`. The original
+ * timeouts a {@link TimeoutError}, a message over the server's `max_payload` `PAYLOAD_TOO_LARGE`
+ * (not retryable), everything else a retryable `TRANSPORT_ERROR`. The original
  * error is kept as `cause`. A {@link MeshError} is returned unchanged.
  *
  * @param err - what the NATS client threw
@@ -41,6 +42,13 @@ export function mapNatsError(err: unknown, what: string, timeoutMs = 0): MeshErr
   }
   if (inner instanceof natsErrors.TimeoutError) {
     return new TimeoutError(what, timeoutMs, { cause: err });
+  }
+  if (inner instanceof natsErrors.InvalidArgumentError && /max_payload/.test(inner.message)) {
+    return new MeshError(
+      ErrorCode.PAYLOAD_TOO_LARGE,
+      `${what}: the message is over the NATS server's max_payload; raise max_payload in the nats-server config or send less`,
+      { cause: err },
+    );
   }
   if (inner instanceof natsErrors.NoRespondersError) {
     return new TransportError(`${what}: no responders on ${inner.subject}`, { cause: err });

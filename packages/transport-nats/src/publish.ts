@@ -6,8 +6,10 @@ import { createHash } from 'node:crypto';
 import {
   type CloudEventJson,
   ConfigError,
+  ErrorCode,
   encodeNatsBinary,
   encodeNatsStructured,
+  MeshError,
   type MeshNames,
   meshNames,
 } from '@meshroute/mesh';
@@ -109,7 +111,16 @@ export async function publishEvent(
       timeout: timeoutMs,
     });
   } catch (err) {
-    throw mapNatsError(err, `publish event ${event.id} to ${subject}`, timeoutMs);
+    const e = mapNatsError(err, `publish event ${event.id} to ${subject}`, timeoutMs);
+    if (e.code === ErrorCode.PAYLOAD_TOO_LARGE) {
+      const maxPayloadBytes = conn.nc.info?.max_payload;
+      throw new MeshError(
+        ErrorCode.PAYLOAD_TOO_LARGE,
+        `event ${event.id}: its NATS message (${parts.body.byteLength} bytes of data plus headers) is over the server's max_payload of ${maxPayloadBytes} bytes; raise max_payload in the nats-server config or send less`,
+        { cause: err, details: { dataBytes: parts.body.byteLength, maxPayloadBytes } },
+      );
+    }
+    throw e;
   }
   return { stream: ack.stream, seq: ack.seq, duplicate: ack.duplicate, msgId };
 }

@@ -124,6 +124,41 @@ describe('meshroute router process (startRouterProcess)', () => {
     expect(health.policyDigest).toBe(proc.policies.current()?.digest);
   });
 
+  it('routes events at the 1 MiB body limit through NATS (structured and binary), and answers 413 one byte over', async () => {
+    const MiB = 1024 * 1024;
+    const post = (headers: Record<string, string>, body: string) =>
+      fetch(`http://127.0.0.1:${proc.httpPort}/events?wait=1`, { method: 'POST', headers, body });
+    const structuredOf = (size: number) => {
+      const ev = { specversion: '1.0', id: randomUUID(), source: '/cli-test', type: 't', workload: 'echo', data: '' };
+      return JSON.stringify({ ...ev, data: 'x'.repeat(size - JSON.stringify(ev).length) });
+    };
+    const binary = (contentType: string) => ({
+      'content-type': contentType,
+      'ce-specversion': '1.0',
+      'ce-id': randomUUID(),
+      'ce-source': '/cli-test',
+      'ce-type': 't',
+      'ce-workload': 'echo',
+      'ce-residency': 'eu',
+    });
+    const at = structuredOf(MiB);
+    expect(Buffer.byteLength(at)).toBe(MiB);
+    const cases = [
+      await post({ 'content-type': 'application/cloudevents+json' }, at),
+      await post(binary('text/plain'), 'y'.repeat(MiB)),
+      await post(binary('application/json'), `"${'y'.repeat(MiB - 2)}"`),
+    ];
+    for (const res of cases) {
+      expect(res.status).toBe(200);
+      expect(await res.json()).toMatchObject({ outcome: 'succeeded', agent: { id: 'de-1' } });
+    }
+    const over = await post(binary('text/plain'), 'y'.repeat(MiB + 1));
+    expect(over.status).toBe(413);
+    expect(await over.json()).toMatchObject({ code: 'PAYLOAD_TOO_LARGE' });
+    const overStructured = await post({ 'content-type': 'application/cloudevents+json' }, structuredOf(MiB + 1));
+    expect(overStructured.status).toBe(413);
+  });
+
   it('records decisions that `meshroute decisions --event` finds', async () => {
     const id = randomUUID();
     const res = await fetch(`http://127.0.0.1:${proc.httpPort}/events?wait=1`, {
