@@ -476,6 +476,38 @@ describe('router engine', () => {
     expect(mesh.replies.at(-1)?.body).toMatchObject({ id: 'full', outcome: 'dead-lettered' });
   });
 
+  it('stop() resolves only once the dead letter of a last delivery it released is published', async () => {
+    let openGate: () => void = () => {};
+    const gate = new Promise<void>((r) => {
+      openGate = r;
+    });
+    const publish = mesh.publishDeadLetter.bind(mesh);
+    mesh.publishDeadLetter = async (record) => {
+      await gate;
+      await publish(record);
+    };
+    mesh.agents.set('de-1', () => new Promise(() => {}));
+    await make();
+    mesh.heartbeat(capacity('de-1', { sentAtMs: clock.now() }));
+    const last = Object.assign(delivery(cloudEvent('at-stop')), { redeliveryCount: 9, deliveriesLeft: 0 });
+    void router.handleDelivery(last);
+    await flush();
+    expect(mesh.dispatched).toHaveLength(1);
+    let stopped = false;
+    const stopping = router.stop({ drainTimeoutMs: 0 }).then(() => {
+      stopped = true;
+    });
+    await flush();
+    await flush();
+    expect(stopped).toBe(false);
+    openGate();
+    await stopping;
+    expect(last.acked).toBe(1);
+    expect(mesh.deadLetters.map((d) => [d.eventId, d.reason, d.error.details?.handedBackBecause])).toEqual([
+      ['at-stop', 'DELIVERIES_EXHAUSTED', 'the router stopped before the work finished'],
+    ]);
+  });
+
   it('dead-letters an event nested deeper than maxJsonDepth as INVALID_EVENT (data, max-depth), never running it', async () => {
     mesh.agents.set('de-1', async (w) => okResult(w));
     await make({ maxJsonDepth: 64 });

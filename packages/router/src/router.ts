@@ -207,6 +207,12 @@ interface ItemState {
 
 const textDecoder = new TextDecoder();
 
+/**
+ * How long `stop()` waits at most, once every item is released, for their hand-backs and dead
+ * letters to be published (so that closing the connection right after does not cut them off).
+ */
+const STOP_SETTLE_MS = 5_000;
+
 /** The longest a handed-back delivery waits to come again. */
 const MAX_HAND_BACK_DELAY_MS = 30_000;
 
@@ -344,6 +350,13 @@ export function createRouter(deps: CreateRouterOptions): Router {
     }
   };
 
+  /** Deliveries being settled (items finishing, last deliveries being dead-lettered), for `stop()`. */
+  const settling = new Set<Promise<void>>();
+  const track = (p: Promise<void>): void => {
+    settling.add(p);
+    void p.finally(() => settling.delete(p));
+  };
+
   /**
    * Hand a delivery back to ingress: after `delayMs`, or {@link handBackDelayMs} for its delivery
    * count. On its last delivery (`deliveriesLeft` 0) a hand-back would lose the event, as the
@@ -351,7 +364,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
    */
   const handBack = (delivery: IngressDelivery, why: string, delayMs?: number): void => {
     if (delivery.deliveriesLeft === 0) {
-      void giveUp(delivery, why);
+      track(giveUp(delivery, why));
       return;
     }
     delivery.nak(delayMs ?? handBackDelayMs(options.nakDelayMs, delivery.redeliveryCount));
@@ -1306,6 +1319,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
     const finished = new Promise<void>((resolve) => {
       done = resolve;
     });
+    track(finished);
     const it = { workId: randomUUID(), key, delivery, event, raw, intent, claimed: false } as ItemState;
     it.abort = undefined;
     it.agentId = undefined;
@@ -1470,6 +1484,16 @@ export function createRouter(deps: CreateRouterOptions): Router {
       for (const it of [...items.values()]) {
         it.abort?.abort();
         release(it, 'the router stopped before the work finished');
+      }
+      if (settling.size > 0) {
+        // Let the hand-backs and dead letters just made reach the mesh before the caller closes it.
+        await new Promise<void>((resolve) => {
+          const cancel = clock.setTimeout(resolve, STOP_SETTLE_MS);
+          void Promise.all([...settling]).then(() => {
+            cancel();
+            resolve();
+          });
+        });
       }
       registry.stop();
       workItems.stop();
