@@ -2,16 +2,21 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { CapacityReport, WorkResult } from '@meshroute/mesh';
+import { noopLogger } from '@meshroute/mesh';
 import { startNatsServer, type TestNatsServer, waitFor } from '@meshroute/testing';
 import { connectMesh, type MeshConnection, natsAgentMesh, natsWorkloadRegistry } from '@meshroute/transport-nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CliContext } from '../context.js';
+import { main } from '../main.js';
 import { formatAgentsTable, latestReports } from './agents.js';
 import { formatDecisions, readDecisions } from './decisions.js';
 import {
   httpAuthFromFiles,
   type RouterProcess,
+  routerOptionsFromFlags,
   startRouterProcess,
   tenantBudgetsFromFile,
   tenantRateLimitsFromFile,
@@ -159,6 +164,44 @@ describe('meshroute router process (startRouterProcess)', () => {
     expect(overStructured.status).toBe(413);
   });
 
+  it('takes the engine limits from its flags: --max-event-bytes bounds the HTTP body (413 one byte over)', async () => {
+    const small = await startRouterProcess({
+      natsUrl: nats.url,
+      httpPort: 0,
+      httpHost: '127.0.0.1',
+      policiesDir,
+      skipProvision: true,
+      routerOptions: routerOptionsFromFlags({ maxEventBytes: 2048, missedHeartbeats: 1, maxAttempts: 2 }),
+    });
+    try {
+      expect(small.router.options).toMatchObject({
+        maxEventBytes: 2048,
+        missedHeartbeatsBeforeLost: 1,
+        missedHeartbeatsBeforeDegraded: 1,
+        maxAttempts: 2,
+      });
+      const post = (body: string) =>
+        fetch(`http://127.0.0.1:${small.httpPort}/events`, {
+          method: 'POST',
+          headers: {
+            'content-type': 'text/plain',
+            'ce-specversion': '1.0',
+            'ce-id': randomUUID(),
+            'ce-source': '/cli-test',
+            'ce-type': 't',
+            'ce-workload': 'echo',
+          },
+          body,
+        });
+      expect((await post('z'.repeat(2048))).status).toBe(202);
+      const over = await post('z'.repeat(2049));
+      expect(over.status).toBe(413);
+      expect(await over.json()).toMatchObject({ code: 'PAYLOAD_TOO_LARGE' });
+    } finally {
+      await small.stop();
+    }
+  });
+
   it('records decisions that `meshroute decisions --event` finds', async () => {
     const id = randomUUID();
     const res = await fetch(`http://127.0.0.1:${proc.httpPort}/events?wait=1`, {
@@ -252,5 +295,64 @@ describe('meshroute router --tenant-budgets', () => {
     expect(tenantRateLimitsFromFile(limits)).toEqual({ acme: { limit: 100, windowMs: 1_000 } });
     writeFileSync(limits, 'acme: { limit: 0.5, windowMs: 1000 }\n');
     expect(() => tenantRateLimitsFromFile(limits)).toThrow(/--tenant-rate-limits.*tenantRateLimits\.acme\.limit/);
+  });
+});
+
+describe('meshroute router flags', () => {
+  const run = async (args: string[]) => {
+    let err = '';
+    const ctx: CliContext = {
+      stdout: new Writable({ write: (_c, _e, cb) => cb() }),
+      stderr: new Writable({
+        write(chunk, _enc, cb) {
+          err += String(chunk);
+          cb();
+        },
+      }),
+      env: {},
+      exitCode: 0,
+      logger: () => noopLogger,
+    };
+    const code = await main(['node', 'meshroute', 'router', ...args], ctx);
+    return { code, err };
+  };
+
+  it('refuses a limit that is not a positive integer, naming the flag, before connecting anywhere', async () => {
+    for (const [flag, value] of [
+      ['--max-event-bytes', 'abc'],
+      ['--max-event-bytes', '0'],
+      ['--missed-heartbeats', '-1'],
+      ['--heartbeat-interval-ms', '1.5'],
+      ['--max-queued', ''],
+      ['--max-attempts', '1e3'],
+      ['--dispatch-timeout-ms', '99999999999999999999'],
+    ] as const) {
+      const { code, err } = await run(['--nats-url', 'nats://127.0.0.1:1', flag, value]);
+      expect(code, `${flag} ${value}`).toBe(1);
+      expect(err).toContain(flag);
+      expect(err).toMatch(/must be a positive integer/);
+    }
+  });
+
+  it('maps the flags onto the engine options, leaving the others at their defaults', () => {
+    expect(routerOptionsFromFlags({})).toEqual({});
+    expect(
+      routerOptionsFromFlags({
+        maxEventBytes: 4096,
+        heartbeatIntervalMs: 500,
+        missedHeartbeats: 5,
+        maxQueued: 10,
+        maxAttempts: 3,
+        dispatchTimeoutMs: 2000,
+      }),
+    ).toEqual({
+      maxEventBytes: 4096,
+      heartbeatIntervalMs: 500,
+      missedHeartbeatsBeforeLost: 5,
+      missedHeartbeatsBeforeDegraded: 2,
+      maxQueued: 10,
+      maxAttempts: 3,
+      dispatchTimeoutMs: 2000,
+    });
   });
 });

@@ -462,6 +462,47 @@ interface RouterFlags extends NatsFlags {
   redisUrl?: string;
   routerId?: string;
   replicas?: number;
+  maxEventBytes?: number;
+  heartbeatIntervalMs?: number;
+  missedHeartbeats?: number;
+  maxQueued?: number;
+  maxAttempts?: number;
+  dispatchTimeoutMs?: number;
+}
+
+/** A flag taking a positive integer (a count, milliseconds or bytes). */
+function positiveIntFlag(flag: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^[0-9]+$/.test(value.trim()) || !Number.isSafeInteger(n) || n <= 0)
+      throw new ConfigError(flag, `must be a positive integer, got ${JSON.stringify(value)}`);
+    return n;
+  };
+}
+
+/** The engine options set by `meshroute router` flags (only those given). */
+export function routerOptionsFromFlags(flags: {
+  maxEventBytes?: number | undefined;
+  heartbeatIntervalMs?: number | undefined;
+  missedHeartbeats?: number | undefined;
+  maxQueued?: number | undefined;
+  maxAttempts?: number | undefined;
+  dispatchTimeoutMs?: number | undefined;
+}): RouterOptions {
+  return {
+    ...(flags.maxEventBytes !== undefined ? { maxEventBytes: flags.maxEventBytes } : {}),
+    ...(flags.heartbeatIntervalMs !== undefined ? { heartbeatIntervalMs: flags.heartbeatIntervalMs } : {}),
+    ...(flags.missedHeartbeats !== undefined
+      ? {
+          missedHeartbeatsBeforeLost: flags.missedHeartbeats,
+          // Degraded comes first: at the default (2) or with the agent's loss, whichever is sooner.
+          missedHeartbeatsBeforeDegraded: Math.min(2, flags.missedHeartbeats),
+        }
+      : {}),
+    ...(flags.maxQueued !== undefined ? { maxQueued: flags.maxQueued } : {}),
+    ...(flags.maxAttempts !== undefined ? { maxAttempts: flags.maxAttempts } : {}),
+    ...(flags.dispatchTimeoutMs !== undefined ? { dispatchTimeoutMs: flags.dispatchTimeoutMs } : {}),
+  };
 }
 
 function replicasFlag(value: string): number {
@@ -485,6 +526,42 @@ export function register(program: Command, ctx: CliContext): void {
       )
         .argParser(replicasFlag)
         .env('MESHROUTE_JETSTREAM_REPLICAS'),
+    )
+    .addOption(
+      new Option(
+        '--max-event-bytes <bytes>',
+        'largest event accepted: HTTP body (binary mode) or whole JSON (structured); over it: 413 (default: 1048576)',
+      )
+        .argParser(positiveIntFlag('--max-event-bytes'))
+        .env('MESHROUTE_MAX_EVENT_BYTES'),
+    )
+    .addOption(
+      new Option('--heartbeat-interval-ms <ms>', "agents' expected heartbeat interval (default: 1000)").argParser(
+        positiveIntFlag('--heartbeat-interval-ms'),
+      ),
+    )
+    .addOption(
+      new Option(
+        '--missed-heartbeats <n>',
+        'missed heartbeats before an agent is lost and its work fails over (default: 3)',
+      ).argParser(positiveIntFlag('--missed-heartbeats')),
+    )
+    .addOption(
+      new Option(
+        '--max-queued <n>',
+        'work items waiting for a busy eligible agent at most; beyond: backpressure, HTTP 429 (default: 10000)',
+      ).argParser(positiveIntFlag('--max-queued')),
+    )
+    .addOption(
+      new Option(
+        '--max-attempts <n>',
+        'dispatch attempts per event, retries and failovers included, before RETRIES_EXHAUSTED (default: 5)',
+      ).argParser(positiveIntFlag('--max-attempts')),
+    )
+    .addOption(
+      new Option('--dispatch-timeout-ms <ms>', "an agent's answer to one dispatch, at most (default: 10000)").argParser(
+        positiveIntFlag('--dispatch-timeout-ms'),
+      ),
     )
     .addOption(
       new Option(
@@ -536,6 +613,7 @@ export function register(program: Command, ctx: CliContext): void {
         nats: natsConnectOptions(flags),
         httpPort: flags.httpPort,
         routerOptions: {
+          ...routerOptionsFromFlags(flags),
           ...(tenantBudgets ? { tenantBudgets } : {}),
           ...(tenantRateLimits ? { tenantRateLimits } : {}),
         },
