@@ -248,6 +248,94 @@ describe('HTTP ingress', () => {
     expect(second.headers.get('retry-after')).toBe('1');
   });
 
+  describe('batch backpressure', () => {
+    const batchOf = (ids: string[]) =>
+      fetch(`${http.url}/events`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/cloudevents-batch+json' },
+        body: JSON.stringify(
+          ids.map((id) => ({ specversion: '1.0', id, source: '/http-test', type: 't', workload: 'echo' })),
+        ),
+      });
+    /** Count what the ingress hands to the router. */
+    const countSubmits = () => {
+      const ids: string[] = [];
+      const submit = router.submit.bind(router);
+      router.submit = (ev, o) => {
+        ids.push(ev.id);
+        return submit(ev, o);
+      };
+      return ids;
+    };
+    /** Resolves once the router holds `n` work items. */
+    const holding = async (n: number) => {
+      const deadline = Date.now() + 5_000;
+      while (router.health().inFlightItems < n) {
+        if (Date.now() > deadline) throw new Error(`the router never held ${n} items`);
+        await new Promise<void>((r) => setImmediate(r));
+      }
+    };
+
+    it('refuses a whole batch that would push the router over maxInFlightItems with 429 and Retry-After', async () => {
+      await restart({ maxInFlightItems: 3 });
+      mesh.agents.set('de-1', async () => 'hang');
+      const submitted = countSubmits();
+      expect(
+        (await fetch(`${http.url}/events`, { method: 'POST', headers: binaryHeaders('h1'), body: '{}' })).status,
+      ).toBe(202);
+      await holding(1);
+      const over = await batchOf(['b1', 'b2', 'b3']);
+      expect(over.status).toBe(429);
+      expect(over.headers.get('retry-after')).toBe('1');
+      expect(over.headers.get('content-type')).toBe('application/problem+json');
+      expect(await over.json()).toMatchObject({ status: 429, code: 'BACKPRESSURE', events: 3, inFlightItems: 1 });
+      // Nothing of the refused batch was accepted.
+      expect(submitted).toEqual(['h1']);
+      expect(router.health().inFlightItems).toBe(1);
+      // A batch that fits is accepted whole; then the router is full.
+      expect((await batchOf(['b4', 'b5'])).status).toBe(202);
+      expect(submitted).toEqual(['h1', 'b4', 'b5']);
+      await holding(3);
+      expect((await batchOf(['b6'])).status).toBe(429);
+    });
+
+    it('refuses a batch that would overflow the wait queue (maxQueued) while work is queued', async () => {
+      await restart({ maxQueued: 2 });
+      mesh.agents.set('de-1', async () => 'hang');
+      const submitted = countSubmits();
+      // Two slots on de-1: q1 and q2 run (and hang), q3 waits in the queue.
+      for (const id of ['q1', 'q2', 'q3']) {
+        expect(
+          (await fetch(`${http.url}/events`, { method: 'POST', headers: binaryHeaders(id), body: '{}' })).status,
+        ).toBe(202);
+      }
+      await holding(3);
+      expect(router.health().queued).toBe(1);
+      const over = await batchOf(['qb1', 'qb2']);
+      expect(over.status).toBe(429);
+      expect(await over.json()).toMatchObject({ code: 'BACKPRESSURE', events: 2, queued: 1 });
+      expect(submitted).toEqual(['q1', 'q2', 'q3']);
+      expect((await batchOf(['qb3'])).status).toBe(202);
+    });
+
+    it('answers 413 to a batch larger than the router can ever hold (retrying would not help)', async () => {
+      await restart({ maxInFlightItems: 2 });
+      const submitted = countSubmits();
+      const res = await batchOf(['l1', 'l2', 'l3']);
+      expect(res.status).toBe(413);
+      expect(res.headers.get('retry-after')).toBeNull();
+      expect(await res.json()).toMatchObject({
+        code: 'PAYLOAD_TOO_LARGE',
+        attribute: 'batch',
+        rule: 'batch-size',
+        events: 3,
+        limit: 2,
+      });
+      expect(submitted).toEqual([]);
+      expect((await batchOf(['l4', 'l5'])).status).toBe(202);
+    });
+  });
+
   it('serves /healthz with the policy digest and /readyz', async () => {
     const health = await fetch(`${http.url}/healthz`);
     expect(health.status).toBe(200);
@@ -763,6 +851,118 @@ describe('HTTP ingress', () => {
         '/events?wait=1',
       );
       expect(ok.status).toBe(200);
+    });
+
+    it('refuses repeated ce- and Content-Type headers with 400 duplicate-header (Node joins or drops them)', async () => {
+      const head =
+        'POST /events HTTP/1.1\r\nHost: x\r\nce-specversion: 1.0\r\nce-source: /dup\r\nce-type: t\r\nce-workload: echo\r\n';
+      const cases: [string, string, string][] = [
+        ['ce-id: a\r\nce-id: b\r\nContent-Type: application/json\r\n', '{}', 'id'],
+        ['ce-id: r\r\nce-residency: US\r\nCE-Residency: eu\r\nContent-Type: application/json\r\n', '{}', 'residency'],
+        ['ce-id: c\r\nContent-Type: application/json\r\nContent-Type: text/plain\r\n', 'hi', 'datacontenttype'],
+      ];
+      for (const [headers, body, attribute] of cases) {
+        const res = parseRaw(
+          await rawSocket(`${head}${headers}Content-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`),
+        );
+        expect({ attribute, status: res.status, body: res.body }).toMatchObject({
+          attribute,
+          status: 400,
+          body: { code: 'INVALID_EVENT', attribute, rule: 'duplicate-header' },
+        });
+      }
+      // Structured mode: a second Content-Type is refused too, not silently ignored.
+      const structuredTwice = parseRaw(
+        await rawSocket(
+          `POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/cloudevents+json\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}`,
+        ),
+      );
+      expect(structuredTwice.body).toMatchObject({
+        status: 400,
+        attribute: 'datacontenttype',
+        rule: 'duplicate-header',
+      });
+      await new Promise<void>((r) => setImmediate(r));
+      expect(mesh.dispatched).toHaveLength(0);
+    });
+
+    it('keeps every header of a request with more than 2000 of them (residency is not dropped)', async () => {
+      const junk = Array.from({ length: 2000 }, () => 'x:\r\n').join('');
+      const res = parseRaw(
+        await rawSocket(
+          `POST /events?wait=1 HTTP/1.1\r\nHost: x\r\nce-specversion: 1.0\r\nce-id: many\r\nce-source: /many\r\nce-type: t\r\nce-workload: echo\r\n${junk}ce-residency: US\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}`,
+        ),
+      );
+      // With the residency read, no agent may run it; had it been dropped, de-1 would have.
+      expect(res.status).toBe(422);
+      expect(res.body).toMatchObject({ code: 'NO_ELIGIBLE_AGENT', id: 'many' });
+      expect(mesh.dispatched).toHaveLength(0);
+    });
+
+    it('reads quoted Content-Type parameters as RFC 9110 does (a ";" or "charset=" inside quotes is no charset)', async () => {
+      const s = await structured(
+        JSON.stringify(ev('q1')),
+        'application/cloudevents+json; profile="a;charset=latin1"; charset="utf\\-8"',
+      );
+      expect(s.status).toBe(202);
+      const b = await raw({
+        headers: binaryHeaders('q2', { 'content-type': 'application/json; note="x;charset=utf-16"' }),
+        body: '{"n":2}',
+      });
+      expect(b.status).toBe(202);
+      expectProblem(
+        await structured(JSON.stringify(ev('q3')), 'application/cloudevents+json; profile="x"; charset=latin1'),
+        415,
+        { rule: 'charset' },
+      );
+    });
+
+    it('answers ?wait=1 on a batch with 200 and one result per event, each with its own status', async () => {
+      mesh.agents.set('de-1', async (w) => (w.event.id === 'slow' ? 'hang' : okResult(w, { doubled: 42 })));
+      const res = await batch(
+        JSON.stringify([ev('fast'), ev('nowhere', { residency: 'US' }), ev('slow', { latencybudgetms: 50 })]),
+        '/events?wait=1',
+      );
+      expect(res.status).toBe(200);
+      expect(res.headers['content-type']).toBe('application/json');
+      expect(res.json.results).toEqual([
+        expect.objectContaining({ status: 200, id: 'fast', outcome: 'succeeded' }),
+        expect.objectContaining({ status: 422, id: 'nowhere', code: 'NO_ELIGIBLE_AGENT', outcome: 'dead-lettered' }),
+        expect.objectContaining({ status: 504, id: 'slow', code: 'TIMEOUT' }),
+      ]);
+    });
+
+    it('waits waitMs for an event without a latency budget and answers 504 naming it; a budget of 0 is a 400', async () => {
+      await restart({}, { http: { waitMs: 100 } });
+      mesh.agents.set('de-1', async () => 'hang');
+      const res = await raw({ path: '/events?wait=1', headers: binaryHeaders('no-budget'), body: '{}' });
+      expectProblem(res, 504, { code: 'TIMEOUT', id: 'no-budget' });
+      expect(res.json.detail).toContain('100 ms');
+      const zero = await raw({
+        path: '/events?wait=1',
+        headers: binaryHeaders('zero-budget', { 'ce-latencybudgetms': '0' }),
+        body: '{}',
+      });
+      expectProblem(zero, 400, { code: 'INVALID_INTENT', attribute: 'latencybudgetms', rule: 'range' });
+    });
+
+    it('refuses a batch body over the limit with 413', async () => {
+      const members = Array.from({ length: 40 }, (_, i) => ev(`big${i}`, { data: 'x'.repeat(100) }));
+      const body = JSON.stringify(members);
+      expect(Buffer.byteLength(body)).toBeGreaterThan(4096);
+      expectProblem(await batch(body), 413, { code: 'PAYLOAD_TOO_LARGE' });
+      expect(mesh.dispatched).toHaveLength(0);
+    });
+
+    it('serves /healthz and /readyz with any query string, and HEAD without a body', async () => {
+      for (const path of ['/healthz?verbose=1', '/healthz/?x=%ff&y', '/readyz?probe=k8s']) {
+        const res = await raw({ method: 'GET', path });
+        expect({ path, status: res.status }).toEqual({ path, status: 200 });
+        expect(res.json.policyDigest).toBe('sha256:test-carbon');
+      }
+      const head = await raw({ method: 'HEAD', path: '/healthz?x=1' });
+      expect(head.status).toBe(200);
+      expect(head.text).toBe('');
     });
   });
 });

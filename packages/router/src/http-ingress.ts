@@ -374,19 +374,43 @@ function discardRest(req: IncomingMessage): void {
   req.resume();
 }
 
-/** A media type split into its lowercase essence and its charset parameter (lowercase, unquoted). */
+/**
+ * A media type split into its lowercase essence and its charset parameter (lowercase, unquoted).
+ * Parameters follow RFC 9110 §5.6.6: a quoted value may hold `;` and `\`-escapes, so
+ * `x="a;charset=latin1"` is one parameter `x`, not a charset.
+ */
 function parseMediaType(value: string): { essence: string; charset: string | undefined } {
-  const parts = value.split(';');
-  const essence = (parts[0] ?? '').trim().toLowerCase();
+  const semi = value.indexOf(';');
+  const essence = (semi < 0 ? value : value.slice(0, semi)).trim().toLowerCase();
   let charset: string | undefined;
-  for (const param of parts.slice(1)) {
-    const eq = param.indexOf('=');
-    if (eq < 0 || param.slice(0, eq).trim().toLowerCase() !== 'charset') continue;
-    charset = param
-      .slice(eq + 1)
-      .trim()
-      .replace(/^"(.*)"$/, '$1')
-      .toLowerCase();
+  let i = semi < 0 ? value.length : semi + 1;
+  while (i < value.length) {
+    // One parameter: name "=" ( token / quoted-string ), up to the next unquoted ";".
+    let end = i;
+    while (end < value.length && value[end] !== ';' && value[end] !== '=') end++;
+    const name = value.slice(i, end).trim().toLowerCase();
+    let paramValue = '';
+    if (value[end] === '=') {
+      let j = end + 1;
+      while (j < value.length && (value[j] === ' ' || value[j] === '\t')) j++;
+      if (value[j] === '"') {
+        j++;
+        while (j < value.length && value[j] !== '"') {
+          if (value[j] === '\\' && j + 1 < value.length) j++;
+          paramValue += value[j];
+          j++;
+        }
+        j++;
+        while (j < value.length && value[j] !== ';') j++;
+      } else {
+        const start = j;
+        while (j < value.length && value[j] !== ';') j++;
+        paramValue = value.slice(start, j).trim();
+      }
+      end = j;
+    }
+    if (name === 'charset') charset = paramValue.toLowerCase();
+    i = end + 1;
   }
   return { essence, charset };
 }
@@ -604,6 +628,44 @@ export async function startHttpIngress(router: Router, options: HttpIngressOptio
   const expectsContinue = new WeakSet<IncomingMessage>();
   const maxJsonDepth = positiveIntOption('maxJsonDepth', options.maxJsonDepth, DEFAULT_HTTP_MAX_JSON_DEPTH);
 
+  /**
+   * Whether `n` more events fit the router, checked for the request as a whole: `undefined` when
+   * they do; else 429 (over capacity now: the in-flight bound, or the wait queue while work waits
+   * in it) or 413 (a batch larger than the router's in-flight bound, which no retry can fit).
+   * A single event keeps the router's own `overloaded()` rule; a batch must fit whole.
+   */
+  const roomFor = (n: number): { status: number; body: ProblemBody } | undefined => {
+    if (router.overloaded()) {
+      return { status: 429, body: problem(429, 'BACKPRESSURE', 'the router is over capacity; retry later') };
+    }
+    if (n <= 1) return undefined;
+    const { maxInFlightItems, maxQueued } = router.options;
+    if (n > maxInFlightItems) {
+      return {
+        status: 413,
+        body: problem(
+          413,
+          'PAYLOAD_TOO_LARGE',
+          `a batch of ${n} events is over the router's limit of ${maxInFlightItems} events in flight; split it into smaller batches`,
+          { attribute: 'batch', rule: 'batch-size', events: n, limit: maxInFlightItems },
+        ),
+      };
+    }
+    const { inFlightItems, queued } = router.health();
+    if (inFlightItems + n > maxInFlightItems || (queued > 0 && queued + n > maxQueued)) {
+      return {
+        status: 429,
+        body: problem(
+          429,
+          'BACKPRESSURE',
+          `the router cannot take a batch of ${n} events now (${inFlightItems} of ${maxInFlightItems} work items in flight, ${queued} of ${maxQueued} waiting); nothing of it was accepted, retry later`,
+          { events: n, inFlightItems, maxInFlightItems, queued, maxQueued },
+        ),
+      };
+    }
+    return undefined;
+  };
+
   /** The tenant the request is authenticated as (`undefined`: no authentication configured), or a refusal sent. */
   const authenticate = (req: IncomingMessage, res: ServerResponse): { tenant: string | undefined } | undefined => {
     if (auth === undefined) return { tenant: undefined };
@@ -735,7 +797,21 @@ export async function startHttpIngress(router: Router, options: HttpIngressOptio
       if (err instanceof ClientGone) return;
       throw err;
     }
-    const rawContentType = req.headers['content-type'] ?? '';
+    // Node keeps the first of repeated Content-Type headers and joins repeated ce- headers with
+    // ", "; the decoder reads every value (`headersDistinct`) and refuses a repeat by name.
+    const contentTypes = req.headersDistinct['content-type'] ?? [];
+    if (contentTypes.length > 1) {
+      send(
+        res,
+        400,
+        problem(400, 'INVALID_EVENT', 'header content-type appears more than once', {
+          attribute: 'datacontenttype',
+          rule: 'duplicate-header',
+        }),
+      );
+      return;
+    }
+    const rawContentType = contentTypes[0] ?? '';
     const media = parseMediaType(rawContentType);
     const contentType = rawContentType.toLowerCase();
     const hasCeHeaders = Object.keys(req.headers).some((h) => h.toLowerCase().startsWith('ce-'));
@@ -793,7 +869,7 @@ export async function startHttpIngress(router: Router, options: HttpIngressOptio
     }
     let decoded: { mode: string; events: CloudEventJson[] };
     try {
-      decoded = decodeHttp(req.headers, body, { maxEventBytes });
+      decoded = decodeHttp(req.headersDistinct, body, { maxEventBytes });
     } catch (err) {
       const { status, body: p } = decodeError(err);
       if (mode === 'batch' && status === 400 && typeof p.index === 'number') {
@@ -866,13 +942,12 @@ export async function startHttpIngress(router: Router, options: HttpIngressOptio
       });
       return;
     }
-    if (router.overloaded()) {
-      send(res, 429, problem(429, 'BACKPRESSURE', 'the router is over capacity; retry later'), {
-        'retry-after': retryAfterS,
-      });
+    const events = decoded.events as RouterEvent[];
+    const room = roomFor(events.length);
+    if (room !== undefined) {
+      send(res, room.status, room.body, room.status === 429 ? { 'retry-after': retryAfterS } : {});
       return;
     }
-    const events = decoded.events as RouterEvent[];
     // Tenant rate limits: every event counts; a request over its tenant's limit is refused whole.
     const perTenant = new Map<string, number>();
     for (const ev of events) {
@@ -1015,6 +1090,10 @@ export async function startHttpIngress(router: Router, options: HttpIngressOptio
           listener,
         )
       : createServer(serverOptions, listener);
+  // Node drops every header after the 2000th (its default maxHeadersCount) without a word: an
+  // intent attribute (`ce-residency`) behind 2000 other headers would vanish. The header block
+  // stays bounded by Node's maxHeaderSize (16 KiB, else 431), so no count limit is needed.
+  server.maxHeadersCount = 0;
   // Answer `Expect: 100-continue` only after the checks that need no body (an over-limit
   // Content-Length gets its 413 before the client sends anything). The connection closes after
   // such a request, so that a client that never sends the body cannot leave it half-read.
