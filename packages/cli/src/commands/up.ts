@@ -147,10 +147,14 @@ async function portFree(p: number): Promise<boolean> {
 export async function startLocalMesh(options: UpOptions, loggerFor: (component: string) => Logger): Promise<LocalMesh> {
   const logger = loggerFor('up');
   const rows: { component: string; where: string }[] = [];
-  const stops: (() => Promise<void>)[] = [];
+  const stops: { component: string; stop: () => Promise<void> }[] = [];
   const stopAll = async () => {
-    for (const stop of stops.splice(0).reverse()) {
-      await stop().catch((err: unknown) => logger.warn('stop failed', { error: String(err) }));
+    for (const { component, stop } of stops.splice(0).reverse()) {
+      const startedMs = Date.now();
+      await stop().then(
+        () => logger.debug('stopped', { component, tookMs: Date.now() - startedMs }),
+        (err: unknown) => logger.warn('stop failed', { component, error: String(err) }),
+      );
     }
   };
   try {
@@ -166,7 +170,7 @@ export async function startLocalMesh(options: UpOptions, loggerFor: (component: 
         httpPort: 0,
       });
       const s = server;
-      stops.push(() => s.stop());
+      stops.push({ component: 'nats-server', stop: () => s.stop() });
       natsUrl = server.url;
       rows.push({
         component: `nats-server (JetStream, pid ${server.pid})`,
@@ -206,13 +210,24 @@ export async function startLocalMesh(options: UpOptions, loggerFor: (component: 
       ...(options.redisUrl ? { redisUrl: options.redisUrl } : {}),
       logger: loggerFor('router'),
     });
-    stops.push(() => router.stop());
+    stops.push({ component: 'router', stop: () => router.stop() });
     rows.push({
       component: `router ${router.routerId}`,
       where: `HTTP ingress http://127.0.0.1:${router.httpPort}/events  health /healthz  state ${options.redisUrl ? 'redis' : 'memory'}`,
     });
 
     if (options.agents) {
+      // One stop for all agents, in parallel: each drains and leaves on its own (a sequential stop
+      // took about a second per agent).
+      const agents: AgentProcess[] = [];
+      stops.push({
+        component: 'agents',
+        stop: async () => {
+          const results = await Promise.allSettled(agents.splice(0).map((a) => a.stop()));
+          const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+          if (failed) throw failed.reason;
+        },
+      });
       for (const a of DEMO_AGENTS) {
         const agent: AgentProcess = await startAgentProcess({
           backend: a.backend,
@@ -227,7 +242,7 @@ export async function startLocalMesh(options: UpOptions, loggerFor: (component: 
           ...(options.nats ? { nats: options.nats } : {}),
           logger: loggerFor('agent').child({ agentId: a.id }),
         });
-        stops.push(() => agent.stop());
+        agents.push(agent);
         const { carbon } = agent.agent.status();
         rows.push({
           component: `agent ${a.id} (${a.backend})`,
