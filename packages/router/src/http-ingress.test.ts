@@ -954,6 +954,38 @@ describe('HTTP ingress', () => {
       expect(mesh.dispatched).toHaveLength(0);
     });
 
+    it('refuses an event whose JSON repeats a member name (JSON.parse would keep the last silently)', async () => {
+      const head = '{"specversion":"1.0","id":"dm","source":"/p","type":"t","workload":"echo"';
+      expectProblem(await structured(`${head},"residency":"US","residency":"EU"}`), 400, {
+        code: 'INVALID_EVENT',
+        attribute: 'residency',
+        rule: 'duplicate-member',
+      });
+      // An escaped spelling is the same name.
+      expectProblem(await structured(`${head},"residency":"US","resid\\u0065ncy":"EU"}`), 400, {
+        attribute: 'residency',
+        rule: 'duplicate-member',
+      });
+      expectProblem(await structured(`{"id":"x",${head.slice(1)}}`), 400, {
+        attribute: 'id',
+        rule: 'duplicate-member',
+      });
+      const inBatch = await batch(`[${JSON.stringify(ev('ok1'))},[1,2],${head},"tenant":"a","tenant":"b"}]`);
+      // The non-object member is named first by the decoder; without it the repeated tenant is found.
+      expectProblem(inBatch, 400, { index: 1 });
+      const dupBatch = await batch(`[${JSON.stringify(ev('ok1'))},${head},"tenant":"a","tenant":"b"}]`);
+      expectProblem(dupBatch, 400, { attribute: 'tenant', rule: 'duplicate-member', index: 1, id: 'dm' });
+      await new Promise<void>((r) => setImmediate(r));
+      expect(mesh.dispatched).toHaveLength(0);
+      // Repeated names inside data, or the same name in two events of a batch, are fine.
+      const inData = await structured(`${head},"data":{"a":1,"a":2,"n":{"b":[{"c":1,"c":2}]}}}`);
+      expect(inData.status).toBe(202);
+      const twoEvents = await batch(
+        `[${head},"tenant":"a"},{"specversion":"1.0","id":"dm2","source":"/p","type":"t","workload":"echo","tenant":"a"}]`,
+      );
+      expect(twoEvents.status).toBe(202);
+    });
+
     it('serves /healthz and /readyz with any query string, and HEAD without a body', async () => {
       for (const path of ['/healthz?verbose=1', '/healthz/?x=%ff&y', '/readyz?probe=k8s']) {
         const res = await raw({ method: 'GET', path });

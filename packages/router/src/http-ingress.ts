@@ -3,6 +3,14 @@
  * `GET /healthz`, `GET /readyz`. Bad input is always a 4xx with an RFC 9457 problem body naming
  * the attribute and the rule; never a 5xx.
  *
+ * A request is accepted or refused whole: a batch with one invalid event, a repeated `ce-` or
+ * `Content-Type` header, or a repeated member name in an event's JSON is a 400; a batch that would
+ * not fit the router now (its in-flight bound, or its wait queue while work waits there) is a 429
+ * with `Retry-After` and nothing of it is accepted; a batch larger than the in-flight bound is a
+ * 413 (`rule: 'batch-size'`), as no retry could fit it. `?wait=1` on a batch waits for every event
+ * (each up to its own latency budget, else `waitMs`) and answers 200 with
+ * `{ results: [{ status, ...answer or problem }] }` in batch order; an empty batch answers at once.
+ *
  * Optional authentication of `POST /events` (issue 7): bearer tokens, each mapping to a tenant,
  * or mutual TLS (HTTPS with a required client certificate whose CN or a SAN maps to a tenant). An
  * authenticated producer can only send events of its own tenant: an event without `tenant` gets
@@ -478,6 +486,54 @@ function batchProblems(body: Uint8Array, maxEventBytes: number): BatchEventProbl
   return out;
 }
 
+/**
+ * The first member name repeated within one event object of a structured (`eventDepth` 1) or
+ * batch (`eventDepth` 2) JSON body, with the event's batch index; `undefined` when none. `JSON.parse`
+ * keeps the last of repeated names without a word, so `{"residency":"US","residency":"EU"}` would be
+ * routed as `EU` here while a first-wins reader upstream saw `US`. Names inside `data` are the
+ * payload's own. Call it on a body that parsed (it does not validate JSON).
+ */
+function repeatedMember(body: Uint8Array, eventDepth: 1 | 2): { name: string; index: number } | undefined {
+  let depth = 0;
+  let index = 0;
+  let names = new Set<string>();
+  let inEvent = false;
+  let expectName = false;
+  for (let i = 0; i < body.length; i++) {
+    const b = body[i] as number;
+    if (b === 0x22) {
+      const start = i;
+      let escaped = false;
+      for (i++; i < body.length; i++) {
+        const c = body[i] as number;
+        if (c === 0x5c) {
+          escaped = true;
+          i++;
+        } else if (c === 0x22) break;
+      }
+      if (expectName && inEvent && depth === eventDepth) {
+        expectName = false;
+        const raw = Buffer.from(body.buffer, body.byteOffset + start, i + 1 - start).toString('utf8');
+        const name = escaped ? (JSON.parse(raw) as string) : raw.slice(1, -1);
+        if (names.has(name)) return { name, index };
+        names.add(name);
+      }
+    } else if (b === 0x7b || b === 0x5b) {
+      depth++;
+      if (depth === eventDepth) {
+        inEvent = b === 0x7b;
+        expectName = inEvent;
+        names = new Set();
+      }
+    } else if (b === 0x7d || b === 0x5d) depth--;
+    else if (b === 0x2c) {
+      if (depth === eventDepth) expectName = inEvent;
+      else if (depth === 1 && eventDepth === 2) index++;
+    }
+  }
+  return undefined;
+}
+
 const workloadRequired = (): InvalidIntentError =>
   new InvalidIntentError('workload', 'required', 'workload: the required attribute is missing');
 
@@ -880,6 +936,27 @@ export async function startHttpIngress(router: Router, options: HttpIngressOptio
       return;
     }
     const isBatch = decoded.mode === 'batch';
+    if (decoded.mode !== 'binary') {
+      const repeated = repeatedMember(body, isBatch ? 2 : 1);
+      if (repeated !== undefined) {
+        const ev = isBatch ? decoded.events[repeated.index] : decoded.events[0];
+        send(
+          res,
+          400,
+          problem(
+            400,
+            'INVALID_EVENT',
+            `${isBatch ? `batch[${repeated.index}]: ` : ''}member ${JSON.stringify(repeated.name)} appears more than once in the event; JSON readers disagree on which one counts`,
+            {
+              attribute: repeated.name,
+              rule: 'duplicate-member',
+              ...(isBatch ? { index: repeated.index, ...(ev !== undefined ? { id: ev.id } : {}) } : {}),
+            },
+          ),
+        );
+        return;
+      }
+    }
     const problems = acceptanceProblems(decoded.events, isBatch);
     const first = problems[0];
     if (first !== undefined) {
