@@ -318,6 +318,48 @@ describe('HTTP ingress', () => {
       expect((await batchOf(['qb3'])).status).toBe(202);
     });
 
+    it('checks room again after a tenant rate-limit check that waited, so two batches cannot both take the last room', async () => {
+      await restart({ maxInFlightItems: 3, tenantRateLimits: { acme: { limit: 100, windowMs: 60_000 } } });
+      mesh.agents.set('de-1', async () => 'hang');
+      const submitted = countSubmits();
+      let release!: () => void;
+      const gate = new Promise<void>((r) => {
+        release = r;
+      });
+      let entered!: () => void;
+      const inAdmit = new Promise<void>((r) => {
+        entered = r;
+      });
+      const admit = router.admit.bind(router);
+      router.admit = async (tenant, n) => {
+        entered();
+        await gate;
+        return admit(tenant, n);
+      };
+      const acme = fetch(`${http.url}/events`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/cloudevents-batch+json' },
+        body: JSON.stringify(
+          ['a1', 'a2'].map((id) => ({
+            specversion: '1.0',
+            id,
+            source: '/http-test',
+            type: 't',
+            workload: 'echo',
+            tenant: 'acme',
+          })),
+        ),
+      });
+      await inAdmit;
+      // While acme's batch waits on its rate limit, another batch takes two of the three places.
+      expect((await batchOf(['o1', 'o2'])).status).toBe(202);
+      release();
+      const late = await acme;
+      expect(late.status).toBe(429);
+      expect(late.headers.get('retry-after')).toBe('1');
+      expect(submitted).toEqual(['o1', 'o2']);
+    });
+
     it('answers 413 to a batch larger than the router can ever hold (retrying would not help)', async () => {
       await restart({ maxInFlightItems: 2 });
       const submitted = countSubmits();

@@ -1054,6 +1054,12 @@ export async function startHttpIngress(router: Router, options: HttpIngressOptio
         return;
       }
     }
+    // The rate-limit check may have waited on the store, while other requests took room.
+    const stillRoom = perTenant.size > 0 ? roomFor(events.length) : undefined;
+    if (stillRoom !== undefined) {
+      send(res, stillRoom.status, stillRoom.body, stillRoom.status === 429 ? { 'retry-after': retryAfterS } : {});
+      return;
+    }
     try {
       if (!wait) {
         await Promise.all(events.map((ev) => router.submit(ev)));
