@@ -84,8 +84,9 @@ function classify(rawName: string): HeaderClass {
   const known = headerClasses.get(rawName);
   if (known !== undefined) return known;
   const name = lower(rawName);
+  // A bare `ce-` header carries an attribute with an empty name: refused by name, not ignored.
   const ce =
-    name.length > 3 && name.charCodeAt(0) === 0x63 && name.charCodeAt(1) === 0x65 && name.charCodeAt(2) === 0x2d;
+    name.length >= 3 && name.charCodeAt(0) === 0x63 && name.charCodeAt(1) === 0x65 && name.charCodeAt(2) === 0x2d;
   const k: HeaderClass = {
     name,
     attr: ce ? attributeOfHeader(name, false) : undefined,

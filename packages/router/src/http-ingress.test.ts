@@ -536,6 +536,7 @@ describe('HTTP ingress', () => {
         [{ 'ce-under_score': 'x' }, 'under_score', 'extension-name'],
         [{ 'ce-waytoolongextensionname1': 'x' }, 'waytoolongextensionname1', 'extension-name'],
         [{ 'ce-data': 'x' }, 'data', 'reserved'],
+        [{ 'ce-': 'x' }, '', 'extension-name'],
         [{ 'ce-subject': '%C0%A0' }, 'subject', 'utf-8'],
         [{ 'ce-subject': '%0A' }, 'subject', 'string-chars'],
         [{ 'ce-subject': '"unterminated\\"' }, 'subject', 'quoted-string'],
