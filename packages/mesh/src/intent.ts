@@ -172,7 +172,8 @@ export function parseRfc3339(value: string): number | undefined {
   if (year < 0 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23 || minute < 0 || minute > 59) {
     return undefined;
   }
-  if (second < 0 || second > 59) return undefined;
+  // RFC 3339 5.7: a leap second (60) is valid where leap seconds occur (checked below).
+  if (second < 0 || second > 60) return undefined;
   const t = value.charCodeAt(10) | 0x20;
   if (value[4] !== '-' || value[7] !== '-' || t !== 0x74 || value[13] !== ':' || value[16] !== ':') return undefined;
   const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
@@ -207,6 +208,16 @@ export function parseRfc3339(value: string): number | undefined {
     offsetMin = (sign === '+' ? 1 : -1) * (oh * 60 + om);
   }
   const days = daysFromCivil(year, month, day);
+  if (second === 60) {
+    // Leap seconds are inserted at the end of a UTC day at the end of June or December only:
+    // 23:59:60 UTC on 30 June or 31 December. It reads as the first second of the next day.
+    const before = (((days * 24 + hour) * 60 + minute - offsetMin) * 60 + 59) * 1000;
+    const d = new Date(before);
+    const endOfHalf =
+      (d.getUTCMonth() === 5 && d.getUTCDate() === 30) || (d.getUTCMonth() === 11 && d.getUTCDate() === 31);
+    if (!endOfHalf || d.getUTCHours() !== 23 || d.getUTCMinutes() !== 59) return undefined;
+    return before + 1000 + ms;
+  }
   return (((days * 24 + hour) * 60 + minute - offsetMin) * 60 + second) * 1000 + ms;
 }
 

@@ -92,6 +92,10 @@ export interface StoredOutcome {
   error?: ErrorInfo;
   /** Epoch ms the outcome was recorded. */
   recordedAtMs: number;
+  /** The decision that routed the attempt this outcome came from (answered again on a replay). */
+  decisionId?: string;
+  /** The agent that ran it, as it was then (it may have left the mesh by the time of a replay). */
+  agent?: { id: string; region: string; jurisdiction: string };
   /**
    * Epoch ms the producer was answered with this outcome; a redelivery of an answered event is
    * acknowledged without answering again. Absent until the answer went out.

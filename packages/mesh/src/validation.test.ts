@@ -321,6 +321,16 @@ describe('parseRfc3339 (hand-written hot path)', () => {
     expect(parseRfc3339('2026-01-31t12:00:00.123456z')).toBe(Date.parse('2026-01-31T12:00:00.123Z'));
     expect(parseRfc3339('2000-02-29T00:00:00.5Z')).toBe(Date.parse('2000-02-29T00:00:00.500Z'));
   });
+
+  it('accepts a leap second (RFC 3339 5.7) where one can occur, as the first second of the next day', () => {
+    expect(parseRfc3339('2016-12-31T23:59:60Z')).toBe(Date.parse('2017-01-01T00:00:00Z'));
+    expect(parseRfc3339('2015-06-30T23:59:60.5Z')).toBe(Date.parse('2015-07-01T00:00:00.500Z'));
+    // The same instant with an offset (RFC 3339's own example).
+    expect(parseRfc3339('1990-12-31T15:59:60-08:00')).toBe(Date.parse('1991-01-01T00:00:00Z'));
+    expect(validateEvent({ ...base, time: '2016-12-31T23:59:60Z' }).time).toBe('2016-12-31T23:59:60Z');
+    expect(parseRfc3339('2016-12-31T23:59:61Z')).toBeUndefined();
+    expect(parseRfc3339('2016-12-31T22:59:60Z')).toBeUndefined();
+  });
 });
 
 describe('validateIntent', () => {

@@ -316,6 +316,26 @@ describe('router engine', () => {
     });
   });
 
+  it('replays the decision id and the agent (as it was) with a recorded outcome, even after the agent left', async () => {
+    mesh.agents.set('a', async (w) => okResult(w, 'first-run'));
+    await make();
+    mesh.heartbeat(capacity('a', { sentAtMs: clock.now() }));
+    await router.handleDelivery(delivery(cloudEvent('replay-ids'), '_INBOX.1'));
+    const first = mesh.replies[0]?.body as { decisionId: string; agent: unknown };
+    expect(first.decisionId).toEqual(expect.any(String));
+    // The agent leaves the mesh: lost after its missed heartbeats.
+    for (let i = 0; i < 5; i++) await clock.advanceAsync(1_000);
+    expect(router.agents().map((a) => a.id)).not.toContain('a');
+    await router.handleDelivery(delivery(cloudEvent('replay-ids'), '_INBOX.2'));
+    expect(mesh.dispatched).toHaveLength(1);
+    expect(mesh.replies[1]?.body).toMatchObject({
+      replayed: true,
+      decisionId: first.decisionId,
+      agent: { id: 'a', region: 'eu-west', jurisdiction: 'DE' },
+    });
+    expect(mesh.deadLetters).toEqual([]);
+  });
+
   it('acks a redelivery of an answered event without answering again (same reply inbox)', async () => {
     mesh.agents.set('a', async (w) => okResult(w, 'once'));
     const store = memoryStateStore({ clock });
@@ -625,6 +645,7 @@ describe('router engine', () => {
       outcome: 'deferred',
       deferred: { reason: expect.stringContaining('green') },
     });
+    expect(router.health()).toMatchObject({ inFlightItems: 1, deferred: 1 });
     for (let i = 0; i < 5; i++) {
       await clock.advanceAsync(1000);
       mesh.heartbeat(capacity('green', { carbonIntensity: 50, slots: 1, freeSlots: 1, sentAtMs: clock.now() }));
@@ -633,6 +654,7 @@ describe('router engine', () => {
     await p;
     await flush();
     expect(mesh.dispatched.map((w) => w.agentId)).toEqual(['green']);
+    expect(router.health()).toMatchObject({ inFlightItems: 0, deferred: 0 });
     const routed = mesh.decisions.find((r) => r.outcome === 'routed');
     expect(routed?.deferred?.reason).toContain('carbon');
   });

@@ -307,6 +307,8 @@ export function createRouter(deps: CreateRouterOptions): Router {
   );
   const items = new Map<string, ItemState>();
   const queue = new Set<ItemState>();
+  /** Items waiting in `deferred` (carbon time shifting), counted for `health()`. */
+  const deferredItems = new Set<ItemState>();
   const waiters = new Map<string, Set<(a: RouterAnswer) => void>>();
   const duplicateWaiters = new Map<string, Set<(a: RouterAnswer | undefined) => void>>();
   let lifecycle: 'idle' | 'started' | 'stopping' | 'stopped' = 'idle';
@@ -611,6 +613,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
   };
 
   const place = (it: ItemState, ctx: WorkItemContext): void => {
+    deferredItems.delete(it);
     const attempt = ctx.attempt;
     const actor = it.actor;
     if (lifecycle !== 'started') {
@@ -740,6 +743,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
           const deferred = { untilMs: now + delayMs, reason: 'no eligible agent now; waiting within the deadline' };
           it.deferred = deferred;
           publishDecision({ ...baseRecord(), outcome: 'deferred', chosen: null, deferred });
+          deferredItems.add(it);
           actor.send({ type: 'DEFERRED', delayMs, decisionId });
           return;
         }
@@ -796,6 +800,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
           };
           it.deferred = deferred;
           publishDecision({ ...baseRecord(), outcome: 'deferred', chosen: null, deferred });
+          deferredItems.add(it);
           actor.send({ type: 'DEFERRED', delayMs, decisionId });
           return;
         }
@@ -1059,8 +1064,27 @@ export function createRouter(deps: CreateRouterOptions): Router {
         error: exhaustedError(it.delivery, it.releaseWhy ?? 'it could not be placed'),
       };
     }
+    if (state === 'deadLettered' && it.event && !it.claimed && storeState !== 'degraded') {
+      // Dead-lettered before any dispatch claimed it (no agent now, deadline passed, ...): if an
+      // earlier delivery of the same event already has an outcome, that is the answer.
+      const prior = await store.outcome(it.key).then(
+        (o) => {
+          storeOk();
+          return o;
+        },
+        (err: unknown) => {
+          storeFailed(err);
+          return undefined;
+        },
+      );
+      if (prior) {
+        state = 'duplicate';
+        ctx = { ...ctx, stored: prior };
+      }
+    }
     recordFinish(it, state, ctx);
     queue.delete(it);
+    deferredItems.delete(it);
     items.delete(it.key);
     const event = it.event;
     const tenant = it.intent?.tenant;
@@ -1088,17 +1112,20 @@ export function createRouter(deps: CreateRouterOptions): Router {
       alreadyAnswered =
         stored.answeredAtMs !== undefined &&
         (stored.answeredReplyTo === undefined || stored.answeredReplyTo === it.delivery.replyTo);
+      // Outcomes recorded before the agent and decision were stored with them: the live registry.
       const agentId = stored.result?.agentId;
-      const entry = agentId ? registry.get(agentId) : undefined;
+      const entry = agentId && !stored.agent ? registry.get(agentId) : undefined;
       answer = {
         schema: 'meshroute.answer/v1',
         id,
         source,
         outcome: stored.outcome,
-        agent: agentId
-          ? { id: agentId, region: entry?.report.region ?? '', jurisdiction: entry?.report.jurisdiction ?? '' }
-          : null,
-        decisionId: null,
+        agent:
+          stored.agent ??
+          (agentId
+            ? { id: agentId, region: entry?.report.region ?? '', jurisdiction: entry?.report.jurisdiction ?? '' }
+            : null),
+        decisionId: stored.decisionId ?? null,
         ...(stored.result ? { result: stored.result } : {}),
         ...(stored.error ? { error: stored.error } : {}),
         replayed: true,
@@ -1129,6 +1156,8 @@ export function createRouter(deps: CreateRouterOptions): Router {
         result,
         ...(ctx.error ? { error: ctx.error } : {}),
         recordedAtMs: clock.now(),
+        ...(ctx.decisionId !== undefined ? { decisionId: ctx.decisionId } : {}),
+        ...(it.agent ? { agent: it.agent } : {}),
       };
       // Record first (a redelivery is then answered from the store, never run twice), then answer
       // the producer while the result goes to the results stream.
@@ -1193,7 +1222,12 @@ export function createRouter(deps: CreateRouterOptions): Router {
         timeMs: clock.now(),
         ...(event ? { event } : it.raw !== undefined ? { event: it.raw } : {}),
       };
-      const stored: StoredOutcome = { outcome: 'dead-lettered', error, recordedAtMs: clock.now() };
+      const stored: StoredOutcome = {
+        outcome: 'dead-lettered',
+        error,
+        recordedAtMs: clock.now(),
+        ...(answer.decisionId ? { decisionId: answer.decisionId } : {}),
+      };
       // Publish first: if the dead letter cannot be recorded, the claim is dropped and the event
       // is delivered again and decided afresh.
       try {
@@ -1544,7 +1578,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
         registryRevision: registry.revision,
         inFlightItems: items.size,
         queued: queue.size,
-        deferred: [...items.values()].filter((it) => it.actor.getSnapshot().matches('deferred')).length,
+        deferred: deferredItems.size,
         store: storeState,
       };
     },
