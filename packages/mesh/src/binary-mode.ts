@@ -12,9 +12,11 @@ import {
   type ResolvedEventValidationOptions,
   validateBatch,
   validateEvent,
+  withIndex,
 } from './cloudevent.js';
 import { InvalidEventError, PayloadTooLargeError } from './errors.js';
 import { decodeHeaderValue, decodeUtf8, isPlainHeaderValue, utf8 } from './header-value.js';
+import { firstRepeatedMember } from './json-members.js';
 
 /** Attributes gathered from the headers of one binary-mode message. */
 export interface CollectedHeaders {
@@ -251,18 +253,42 @@ function parseJsonBody(body: Uint8Array, opts: ResolvedEventValidationOptions): 
   }
 }
 
-/** Decode and validate a JSON event format body. */
+/** The error for a member name repeated within one event (without a batch index). */
+export function duplicateMemberError(name: string): InvalidEventError {
+  const shown = name.length > 64 ? `${name.slice(0, 64)}...` : name;
+  return new InvalidEventError(
+    name,
+    'duplicate-member',
+    `member ${JSON.stringify(shown)} appears more than once in the event; JSON readers disagree on which one counts`,
+  );
+}
+
+/**
+ * Decode and validate a JSON event format body.
+ * @throws InvalidEventError rule `duplicate-member` when the event repeats a member name (names
+ * inside `data` may repeat), before any other rule of the event
+ */
 export function decodeStructuredBody(body: Uint8Array, opts: ResolvedEventValidationOptions): CloudEventJson {
   const value = parseJsonBody(body, opts);
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new InvalidEventError('event', 'object', 'a structured-mode body must be a JSON object');
   }
+  const repeated = firstRepeatedMember(body, value, 1);
+  if (repeated !== undefined) throw duplicateMemberError(repeated.name);
   return checkEvent(value as Record<string, unknown>, opts);
 }
 
-/** Decode and validate a JSON batch format body; errors name the event's index. */
+/**
+ * Decode and validate a JSON batch format body; errors name the event's index, the lowest one at
+ * fault. Within one event a repeated member name (rule `duplicate-member`) comes before its other rules.
+ */
 export function decodeBatchBody(body: Uint8Array, opts: ResolvedEventValidationOptions): CloudEventJson[] {
-  return validateBatch(parseJsonBody(body, opts), opts);
+  const value = parseJsonBody(body, opts);
+  const repeated = firstRepeatedMember(body, value, 2);
+  if (repeated === undefined) return validateBatch(value, opts);
+  // The events before the one that repeats a name are checked first, so the error names the first index at fault.
+  validateBatch((value as unknown[]).slice(0, repeated.index), opts);
+  throw withIndex(duplicateMemberError(repeated.name), repeated.index);
 }
 
 /** The JSON event format body of a (validated) event. */

@@ -498,6 +498,97 @@ describe('Kafka binding details', () => {
   });
 });
 
+describe('a member name repeated in a structured-mode event', () => {
+  // JSON.parse keeps the last of repeated names: a first-wins reader would place this event in the US.
+  const head = '{"specversion":"1.0","id":"dm","source":"/p","type":"t","workload":"echo"';
+  const repeated = `${head},"residency":"US","residency":"EU"}`;
+  const nats = (body: string, headers?: Record<string, string>) =>
+    decodeNats(headers ? new Map(Object.entries(headers)) : undefined, enc.encode(body));
+  const expectDuplicate = (fn: () => unknown, attribute: string, index?: number) => {
+    const err = caught(fn);
+    expect(err).toBeInstanceOf(InvalidEventError);
+    expect(err).toMatchObject({ code: 'INVALID_EVENT', attribute, rule: 'duplicate-member', index });
+    expect((err as Error).message).toContain(JSON.stringify(attribute));
+  };
+
+  it('is refused by the NATS decoder, with or without a content type, naming the attribute', () => {
+    expectDuplicate(() => nats(repeated), 'residency');
+    expectDuplicate(() => nats(repeated, { 'content-type': 'application/cloudevents+json' }), 'residency');
+    expectDuplicate(() => nats(repeated, { 'Content-Type': 'application/cloudevents; charset=utf-8' }), 'residency');
+    // Any intent or core attribute, first or last member.
+    expectDuplicate(() => nats(`${head},"latencybudgetms":5,"latencybudgetms":500}`), 'latencybudgetms');
+    expectDuplicate(() => nats(`{"id":"x",${head.slice(1)}}`), 'id');
+    // Even when the first value alone would be invalid: the ambiguity is named, not the value.
+    expectDuplicate(() => nats(`${head},"residency":"??","residency":"EU"}`), 'residency');
+  });
+
+  it('sees through escaped spellings of the name', () => {
+    expectDuplicate(() => nats(`${head},"residency":"US","resid\\u0065ncy":"EU"}`), 'residency');
+    expectDuplicate(() => nats(`${head},"\\u0072esidency":"US","residency":"EU"}`), 'residency');
+    expectDuplicate(() => nats(`${head},"carbonmax":1,"carbon\\u006Dax":2}`), 'carbonmax');
+  });
+
+  it('accepts names repeated inside data, in string values, or in two events of a batch', () => {
+    const inData = nats(`${head},"residency":"EU","data":{"a":1,"a":2,"residency":"US","n":[{"c":1,"c":2}]}}`);
+    expect(inData).toMatchObject({ id: 'dm', residency: 'EU', data: { a: 2, residency: 'US' } });
+    const inString = nats(`${head},"subject":"\\"residency\\":\\"US\\",{[","residency":"EU"}`);
+    expect(inString).toMatchObject({ residency: 'EU', subject: '"residency":"US",{[' });
+    const batch = decodeHttp(
+      { 'content-type': 'application/cloudevents-batch+json' },
+      enc.encode(`[${head},"residency":"EU"},${head.replace('"dm"', '"dm2"')},"residency":"EU"}]`),
+    );
+    expect(batch.events.map((e) => e.id)).toEqual(['dm', 'dm2']);
+  });
+
+  it('is refused by the HTTP structured decoder and by the Kafka structured decoder', () => {
+    expectDuplicate(
+      () => decodeHttp({ 'content-type': 'application/cloudevents+json' }, enc.encode(repeated)),
+      'residency',
+    );
+    expectDuplicate(
+      () => decodeKafka({ headers: { 'content-type': 'application/cloudevents+json' }, value: repeated }),
+      'residency',
+    );
+    expectDuplicate(
+      () =>
+        decodeKafka({
+          headers: { 'content-type': Buffer.from('application/cloudevents+json') },
+          key: null,
+          value: enc.encode(`${head},"tenant":"a","tenant":"b"}`),
+        }),
+      'tenant',
+    );
+  });
+
+  it('names the batch index, the first event at fault winning', () => {
+    const ok = JSON.stringify({ specversion: '1.0', id: 'ok', source: '/p', type: 't' });
+    const batch = (body: string) => () =>
+      decodeHttp({ 'content-type': 'application/cloudevents-batch+json' }, enc.encode(body));
+    expectDuplicate(batch(`[${ok},${ok.replace('"ok"', '"ok2"')},${head},"tenant":"a","tenant":"b"}]`), 'tenant', 2);
+    const err = caught(batch(`[${ok},${head},"tenant":"a","tenant":"b"}]`));
+    expect((err as Error).message).toMatch(/^batch\[1\]: member "tenant" appears more than once/);
+    // An earlier invalid event is named first; within one event the repeated name comes first.
+    expect(caught(batch(`[${ok},[1,2],${head},"tenant":"a","tenant":"b"}]`))).toMatchObject({
+      rule: 'object',
+      index: 1,
+    });
+    expectDuplicate(batch(`[${ok},{"specversion":"0.1","id":"x","id":"y","source":"/p","type":"t"}]`), 'id', 1);
+    // A later invalid event does not hide the repeated name.
+    expectDuplicate(batch(`[${head},"pii":true,"pii":false},{"specversion":"0.1"}]`), 'pii', 0);
+  });
+
+  it('leaves binary mode alone: its JSON data is the payload', () => {
+    const headers = { 'ce-specversion': '1.0', 'ce-id': '1', 'ce-source': '/s', 'ce-type': 't' };
+    const body = enc.encode('{"residency":"US","residency":"EU"}');
+    expect(decodeNats(new Map(Object.entries({ ...headers, 'ce-datacontenttype': 'application/json' })), body)).toEqual(
+      expect.objectContaining({ data: { residency: 'EU' } }),
+    );
+    expect(decodeHttp({ ...headers, 'content-type': 'application/json' }, body).events[0]?.data).toEqual({
+      residency: 'EU',
+    });
+  });
+});
+
 describe('eventData', () => {
   const base = { specversion: '1.0' as const, id: '1', source: '/s', type: 't' };
   it('gives the job input bytes for every data form', () => {

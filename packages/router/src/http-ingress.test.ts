@@ -1018,6 +1018,16 @@ describe('HTTP ingress', () => {
       expectProblem(inBatch, 400, { index: 1 });
       const dupBatch = await batch(`[${JSON.stringify(ev('ok1'))},${head},"tenant":"a","tenant":"b"}]`);
       expectProblem(dupBatch, 400, { attribute: 'tenant', rule: 'duplicate-member', index: 1, id: 'dm' });
+      // Every event at fault is listed, repeated names among the other problems.
+      const many = await batch(
+        `[${head},"pii":true,"pii":false},${JSON.stringify(ev('bad', { time: 'noon' }))},${head.replace('"dm"', '"dm3"')},"resid\\u0065ncy":"EU","residency":"US"}]`,
+      );
+      expectProblem(many, 400, { attribute: 'pii', rule: 'duplicate-member', index: 0, id: 'dm' });
+      expect(many.json.errors).toEqual([
+        expect.objectContaining({ index: 0, attribute: 'pii', rule: 'duplicate-member', id: 'dm' }),
+        expect.objectContaining({ index: 1, attribute: 'time', rule: 'rfc3339', id: 'bad' }),
+        expect.objectContaining({ index: 2, attribute: 'residency', rule: 'duplicate-member', id: 'dm3' }),
+      ]);
       await new Promise<void>((r) => setImmediate(r));
       expect(mesh.dispatched).toHaveLength(0);
       // Repeated names inside data, or the same name in two events of a batch, are fine.

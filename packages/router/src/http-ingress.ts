@@ -42,6 +42,7 @@ import {
   UnsupportedFormatError,
   validateEvent,
 } from '@meshroute/mesh';
+import { duplicateMemberError, repeatedMembers } from '@meshroute/mesh/internal';
 import type { RouterAnswer } from './answer.js';
 import type { RouterEvent } from './policy-port.js';
 import type { Router } from './router.js';
@@ -463,7 +464,8 @@ function batchEventProblem(index: number, item: unknown, err: unknown): BatchEve
 
 /**
  * Every problem of a batch body whose decoding failed on one member: each member validated on
- * its own, so that the producer learns all of them at once. Empty when the body is no JSON array.
+ * its own (a repeated member name first, as the decoder does), so that the producer learns all of
+ * them at once. Empty when the body is no JSON array.
  */
 function batchProblems(body: Uint8Array, maxEventBytes: number): BatchEventProblem[] {
   let items: unknown;
@@ -473,10 +475,13 @@ function batchProblems(body: Uint8Array, maxEventBytes: number): BatchEventProbl
     return [];
   }
   if (!Array.isArray(items)) return [];
+  const repeated = new Map(repeatedMembers(body, 2, MAX_BATCH_ERRORS).map((r) => [r.index, r.name]));
   const out: BatchEventProblem[] = [];
   for (let index = 0; index < items.length && out.length < MAX_BATCH_ERRORS; index++) {
     const item: unknown = items[index];
     try {
+      const name = repeated.get(index);
+      if (name !== undefined) throw duplicateMemberError(name);
       const ev = validateEvent(item, { maxEventBytes });
       if (ev.workload === undefined) throw workloadRequired();
     } catch (err) {
@@ -484,54 +489,6 @@ function batchProblems(body: Uint8Array, maxEventBytes: number): BatchEventProbl
     }
   }
   return out;
-}
-
-/**
- * The first member name repeated within one event object of a structured (`eventDepth` 1) or
- * batch (`eventDepth` 2) JSON body, with the event's batch index; `undefined` when none. `JSON.parse`
- * keeps the last of repeated names without a word, so `{"residency":"US","residency":"EU"}` would be
- * routed as `EU` here while a first-wins reader upstream saw `US`. Names inside `data` are the
- * payload's own. Call it on a body that parsed (it does not validate JSON).
- */
-function repeatedMember(body: Uint8Array, eventDepth: 1 | 2): { name: string; index: number } | undefined {
-  let depth = 0;
-  let index = 0;
-  let names = new Set<string>();
-  let inEvent = false;
-  let expectName = false;
-  for (let i = 0; i < body.length; i++) {
-    const b = body[i] as number;
-    if (b === 0x22) {
-      const start = i;
-      let escaped = false;
-      for (i++; i < body.length; i++) {
-        const c = body[i] as number;
-        if (c === 0x5c) {
-          escaped = true;
-          i++;
-        } else if (c === 0x22) break;
-      }
-      if (expectName && inEvent && depth === eventDepth) {
-        expectName = false;
-        const raw = Buffer.from(body.buffer, body.byteOffset + start, i + 1 - start).toString('utf8');
-        const name = escaped ? (JSON.parse(raw) as string) : raw.slice(1, -1);
-        if (names.has(name)) return { name, index };
-        names.add(name);
-      }
-    } else if (b === 0x7b || b === 0x5b) {
-      depth++;
-      if (depth === eventDepth) {
-        inEvent = b === 0x7b;
-        expectName = inEvent;
-        names = new Set();
-      }
-    } else if (b === 0x7d || b === 0x5d) depth--;
-    else if (b === 0x2c) {
-      if (depth === eventDepth) expectName = inEvent;
-      else if (depth === 1 && eventDepth === 2) index++;
-    }
-  }
-  return undefined;
 }
 
 const workloadRequired = (): InvalidIntentError =>
@@ -931,32 +888,14 @@ export async function startHttpIngress(router: Router, options: HttpIngressOptio
       if (mode === 'batch' && status === 400 && typeof p.index === 'number') {
         const errors = batchProblems(body, maxEventBytes);
         if (errors.length > 0) p.errors = errors;
+        // The id of the event at fault, as the checks after decoding name it.
+        const id = errors.find((e) => e.index === p.index)?.id;
+        if (id !== undefined && p.id === undefined) p.id = id;
       }
       send(res, status, p);
       return;
     }
     const isBatch = decoded.mode === 'batch';
-    if (decoded.mode !== 'binary') {
-      const repeated = repeatedMember(body, isBatch ? 2 : 1);
-      if (repeated !== undefined) {
-        const ev = isBatch ? decoded.events[repeated.index] : decoded.events[0];
-        send(
-          res,
-          400,
-          problem(
-            400,
-            'INVALID_EVENT',
-            `${isBatch ? `batch[${repeated.index}]: ` : ''}member ${JSON.stringify(repeated.name)} appears more than once in the event; JSON readers disagree on which one counts`,
-            {
-              attribute: repeated.name,
-              rule: 'duplicate-member',
-              ...(isBatch ? { index: repeated.index, ...(ev !== undefined ? { id: ev.id } : {}) } : {}),
-            },
-          ),
-        );
-        return;
-      }
-    }
     const problems = acceptanceProblems(decoded.events, isBatch);
     const first = problems[0];
     if (first !== undefined) {
