@@ -528,6 +528,25 @@ describe('router engine', () => {
     ]);
   });
 
+  it('dead-letters a structured event that repeats an intent attribute as INVALID_EVENT (duplicate-member), never running it', async () => {
+    mesh.agents.set('de-1', async (w) => okResult(w));
+    mesh.agents.set('us-1', async (w) => okResult(w));
+    await make();
+    mesh.heartbeat(capacity('de-1', { sentAtMs: clock.now() }));
+    mesh.heartbeat(
+      capacity('us-1', { jurisdiction: 'US', region: 'us-east', carbonIntensity: 10, sentAtMs: clock.now() }),
+    );
+    const twice = delivery(
+      '{"specversion":"1.0","id":"twice","source":"/test","type":"t","workload":"echo","residency":"US","residency":"eu"}',
+    );
+    await router.handleDelivery(twice);
+    expect(twice.acked).toBe(1);
+    expect(mesh.dispatched).toHaveLength(0);
+    expect(mesh.deadLetters.map((d) => [d.reason, d.error.details])).toEqual([
+      ['INVALID_EVENT', expect.objectContaining({ attribute: 'residency', rule: 'duplicate-member' })],
+    ]);
+  });
+
   it('dead-letters an event nested deeper than maxJsonDepth as INVALID_EVENT (data, max-depth), never running it', async () => {
     mesh.agents.set('de-1', async (w) => okResult(w));
     await make({ maxJsonDepth: 64 });
