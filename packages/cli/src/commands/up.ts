@@ -5,8 +5,8 @@
  * (WebAssembly in the EU and in the US, a GPU node, a quantum simulator), prints what runs where,
  * and stops everything cleanly on Ctrl-C (SIGINT) or SIGTERM.
  */
-import { existsSync, readdirSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { accessSync, constants, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { type Backend, ConfigError, type Logger } from '@meshroute/mesh';
 import {
   connectMesh,
@@ -103,6 +103,11 @@ export interface UpOptions {
   policiesDir: string;
   /** Workload files directory (every `*.yaml` is registered). */
   workloadsDir: string;
+  /**
+   * Refuse to start when `workloadsDir` does not exist (it was named explicitly); otherwise a
+   * missing directory only means no workloads are registered. @default false
+   */
+  requireWorkloadsDir?: boolean;
   /** Shared router state in Redis instead of memory. */
   redisUrl: string | undefined;
   /** Start the example agents. */
@@ -141,10 +146,68 @@ async function portFree(p: number): Promise<boolean> {
 }
 
 /**
+ * `mkdir -p` one level at a time (Node's recursive mkdir never returns on some paths, e.g. under
+ * `/proc`, where mkdir keeps failing with ENOENT).
+ */
+function makeDirectories(path: string): void {
+  const missing: string[] = [];
+  let p = path;
+  while (!existsSync(p)) {
+    missing.push(p);
+    const parent = dirname(p);
+    if (parent === p) break;
+    p = parent;
+  }
+  for (const dir of missing.reverse()) mkdirSync(dir);
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Check the directories of `options` before anything starts: the policies directory must exist,
+ * the state directory must be (or become) a writable directory, and an explicitly named workloads
+ * directory must exist.
+ * @throws ConfigError naming the flag
+ */
+export function checkUpDirectories(
+  options: Pick<UpOptions, 'dataDir' | 'policiesDir' | 'workloadsDir' | 'requireWorkloadsDir'>,
+): void {
+  const policiesDir = resolve(options.policiesDir);
+  if (!isDirectory(policiesDir)) {
+    throw new ConfigError(
+      '--policies',
+      `${policiesDir} is not a directory: run meshroute up from the repository root or pass --policies <dir>`,
+    );
+  }
+  const workloadsDir = resolve(options.workloadsDir);
+  if (options.requireWorkloadsDir && !isDirectory(workloadsDir)) {
+    throw new ConfigError('--workloads', `${workloadsDir} is not a directory`);
+  }
+  const natsDir = resolve(options.dataDir, 'nats');
+  try {
+    makeDirectories(natsDir);
+    accessSync(natsDir, constants.W_OK);
+  } catch (cause) {
+    throw new ConfigError(
+      '--data-dir',
+      `cannot use ${resolve(options.dataDir)} as the state directory: ${(cause as Error).message}`,
+      { cause },
+    );
+  }
+}
+
+/**
  * Start the local mesh. On failure everything already started is stopped again.
  * @throws ConfigError for a bad option; NatsServerStartError when nats-server cannot start
  */
 export async function startLocalMesh(options: UpOptions, loggerFor: (component: string) => Logger): Promise<LocalMesh> {
+  checkUpDirectories(options);
   const logger = loggerFor('up');
   const rows: { component: string; where: string }[] = [];
   const stops: { component: string; stop: () => Promise<void> }[] = [];
@@ -281,7 +344,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--workloads <dir>', 'workload files to register', join('deploy', 'workloads'))
     .addOption(new Option('--redis-url <url>', 'shared router state in Redis').env('MESHROUTE_REDIS_URL'))
     .option('--no-agents', 'do not start the example agents')
-    .action(async (flags: UpFlags) => {
+    .action(async (flags: UpFlags, command: Command) => {
       const nats = natsConnectOptions({ ...flags, natsUrl: undefined });
       const mesh = await startLocalMesh(
         {
@@ -292,6 +355,7 @@ export function register(program: Command, ctx: CliContext): void {
           dataDir: flags.dataDir,
           policiesDir: flags.policies,
           workloadsDir: flags.workloads,
+          requireWorkloadsDir: command.getOptionValueSource('workloads') !== 'default',
           redisUrl: flags.redisUrl,
           agents: flags.agents,
         },

@@ -1,0 +1,87 @@
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { noopLogger } from '@meshroute/mesh';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CliContext } from '../context.js';
+import { main } from '../main.js';
+import { checkUpDirectories } from './up.js';
+
+function testContext(): CliContext & { out: () => string; err: () => string } {
+  let out = '';
+  let err = '';
+  const sink = (append: (s: string) => void) =>
+    new Writable({
+      write(chunk, _enc, cb) {
+        append(String(chunk));
+        cb();
+      },
+    });
+  return {
+    stdout: sink((s) => {
+      out += s;
+    }),
+    stderr: sink((s) => {
+      err += s;
+    }),
+    env: {},
+    exitCode: 0,
+    logger: () => noopLogger,
+    out: () => out,
+    err: () => err,
+  };
+}
+
+describe('meshroute up: directories are checked before anything starts', () => {
+  let dir: string;
+  let file: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'meshroute-up-'));
+    file = join(dir, 'a-file');
+    writeFileSync(file, 'x');
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  const ok = () => ({ dataDir: join(dir, 'state'), policiesDir: dir, workloadsDir: dir });
+
+  it('creates the state directory and accepts existing directories', () => {
+    checkUpDirectories(ok());
+    expect(existsSync(join(dir, 'state', 'nats'))).toBe(true);
+  });
+
+  it('names the flag of a bad directory', () => {
+    expect(() => checkUpDirectories({ ...ok(), policiesDir: join(dir, 'missing') })).toThrow(
+      expect.objectContaining({ code: 'CONFIG_ERROR', option: '--policies' }),
+    );
+    expect(() => checkUpDirectories({ ...ok(), dataDir: file })).toThrow(
+      expect.objectContaining({ code: 'CONFIG_ERROR', option: '--data-dir' }),
+    );
+    // Where mkdir keeps failing (Node's recursive mkdir never returned here).
+    expect(() => checkUpDirectories({ ...ok(), dataDir: '/proc/meshroute-no-such-dir/x' })).toThrow(
+      expect.objectContaining({ option: '--data-dir' }),
+    );
+    // A missing workloads directory is an error only when it was named explicitly.
+    expect(() => checkUpDirectories({ ...ok(), workloadsDir: join(dir, 'missing') })).not.toThrow();
+    expect(() =>
+      checkUpDirectories({ ...ok(), workloadsDir: join(dir, 'missing'), requireWorkloadsDir: true }),
+    ).toThrow(expect.objectContaining({ option: '--workloads' }));
+  });
+
+  it.each([
+    [['--policies', '/nonexistent-policies'], /CONFIG_ERROR: --policies: \/nonexistent-policies is not a directory/],
+    [
+      ['--policies', tmpdir(), '--workloads', '/nonexistent-workloads'],
+      /CONFIG_ERROR: --workloads: \/nonexistent-workloads is not a directory/,
+    ],
+  ])('`meshroute up %j` fails with the flag named and exit code 1, starting nothing', async (args, message) => {
+    const ctx = testContext();
+    const code = await main(
+      ['node', 'meshroute', 'up', '--data-dir', join(dir, 'cli-state'), '--no-agents', ...args],
+      ctx,
+    );
+    expect(code).toBe(1);
+    expect(ctx.err()).toMatch(message);
+    expect(ctx.out()).toBe('');
+  });
+});
