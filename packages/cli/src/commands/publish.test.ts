@@ -90,6 +90,22 @@ describe('meshroute publish flags', () => {
       url: 'http://127.0.0.1:8080',
     });
   });
+
+  it('refuses a --timeout-ms Node.js timers cannot hold (it timed out at once) and a bad --http-url, naming the flag', () => {
+    expect(() => resolvePublishFlags({ workload: 'w', wait: true, timeoutMs: '99999999999' })).toThrow(
+      expect.objectContaining({ option: '--timeout-ms', message: expect.stringMatching(/at most 2147483647/) }),
+    );
+    expect(resolvePublishFlags({ workload: 'w', wait: true, timeoutMs: '2147483647' }).timeoutMs).toBe(2_147_483_647);
+    expect(() => resolvePublishFlags({ httpUrl: 'not-a-url' })).toThrow(
+      expect.objectContaining({ option: '--http-url', message: expect.stringMatching(/"not-a-url" is not a URL/) }),
+    );
+    expect(() => resolvePublishFlags({ httpUrl: 'nats://127.0.0.1:4222' })).toThrow(
+      expect.objectContaining({ option: '--http-url', message: expect.stringMatching(/scheme nats:/) }),
+    );
+    expect(() => resolvePublishFlags({}, { MESHROUTE_HTTP_URL: 'ftp://x' })).toThrow(
+      expect.objectContaining({ option: 'MESHROUTE_HTTP_URL' }),
+    );
+  });
 });
 
 describe('meshroute publish over NATS', () => {

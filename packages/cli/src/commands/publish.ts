@@ -82,6 +82,21 @@ export function readData(
   }
 }
 
+/** The longest wait Node.js timers allow (a longer one fires at once). */
+const MAX_TIMEOUT_MS = 2_147_483_647;
+
+function checkHttpUrl(value: string, flag: string): void {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch (cause) {
+    throw new ConfigError(flag, `${JSON.stringify(value)} is not a URL (e.g. http://127.0.0.1:8080)`, { cause });
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new ConfigError(flag, `${JSON.stringify(value)}: scheme ${url.protocol} is not one of http:, https:`);
+  }
+}
+
 /** Turn the flags into the event, the intent and the transport. */
 export function resolvePublishFlags(
   flags: PublishFlags,
@@ -121,7 +136,11 @@ export function resolvePublishFlags(
   }
   const timeoutMs = int('--timeout-ms', flags.timeoutMs) ?? DEFAULT_INVOKE_TIMEOUT_MS;
   if (timeoutMs <= 0) throw new ConfigError('--timeout-ms', `must be positive, got ${timeoutMs}`);
+  if (timeoutMs > MAX_TIMEOUT_MS) {
+    throw new ConfigError('--timeout-ms', `must be at most ${MAX_TIMEOUT_MS} (about 24.8 days), got ${timeoutMs}`);
+  }
   const httpUrl = flags.httpUrl ?? (flags.natsUrl === undefined ? env.MESHROUTE_HTTP_URL : undefined);
+  if (httpUrl !== undefined) checkHttpUrl(httpUrl, flags.httpUrl !== undefined ? '--http-url' : 'MESHROUTE_HTTP_URL');
   const transport =
     httpUrl !== undefined
       ? { kind: 'http' as const, url: httpUrl }
