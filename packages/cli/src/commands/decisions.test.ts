@@ -69,6 +69,12 @@ describe('meshroute decisions', () => {
     await Promise.all([nats?.stop(), bare?.stop()]);
   });
 
+  it('shows the recent records without --event', async () => {
+    const r = await decisions(nats.url, '--limit', '5');
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('dec-routed');
+  });
+
   it('finds the record of an event by id, as text and as valid JSON', async () => {
     const text = await decisions(nats.url, '--event', 'evt-routed');
     expect(text.code).toBe(0);
@@ -104,8 +110,9 @@ describe('meshroute decisions', () => {
   it.each([
     [['--event', ''], /CONFIG_ERROR: --event: must be a non-empty event id/],
     [['--event', '   '], /CONFIG_ERROR: --event: must be a non-empty event id/],
-    [['--limit', '-1'], /CONFIG_ERROR: --limit: must be a non-negative integer/],
-    [['--limit', '99999999999999999999'], /CONFIG_ERROR: --limit: must be a non-negative integer/],
+    [['--limit', '-1'], /CONFIG_ERROR: --limit: must be a positive integer/],
+    [['--limit', '0'], /CONFIG_ERROR: --limit: must be a positive integer, got "0"/],
+    [['--limit', '99999999999999999999'], /CONFIG_ERROR: --limit: must be a positive integer/],
   ])('refuses %j with a clear CONFIG_ERROR and exit code 1', async (args, message) => {
     const r = await decisions('nats://127.0.0.1:1', ...args);
     expect(r.code).toBe(1);

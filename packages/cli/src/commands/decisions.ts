@@ -149,11 +149,11 @@ export function eventIdFlag(v: string): string {
   return v;
 }
 
-/** Parse `--limit`: a non-negative safe integer. */
+/** Parse `--limit`: a positive safe integer. */
 export function limitFlag(v: string): number {
   const n = Number(v);
-  if (!/^[0-9]+$/.test(v) || !Number.isSafeInteger(n)) {
-    throw new ConfigError('--limit', `must be a non-negative integer, got ${JSON.stringify(v)}`);
+  if (!/^[0-9]+$/.test(v) || !Number.isSafeInteger(n) || n < 1) {
+    throw new ConfigError('--limit', `must be a positive integer, got ${JSON.stringify(v)}`);
   }
   return n;
 }
