@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -6,7 +6,7 @@ import { noopLogger } from '@meshroute/mesh';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CliContext } from '../context.js';
 import { main } from '../main.js';
-import { checkUpDirectories } from './up.js';
+import { checkUpDirectories, lockDataDir, UP_LOCK_FILE } from './up.js';
 
 function testContext(): CliContext & { out: () => string; err: () => string } {
   let out = '';
@@ -83,5 +83,51 @@ describe('meshroute up: directories are checked before anything starts', () => {
     expect(code).toBe(1);
     expect(ctx.err()).toMatch(message);
     expect(ctx.out()).toBe('');
+  });
+});
+
+describe('meshroute up: one state directory, one meshroute up', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'meshroute-up-lock-'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('refuses a second lock on a directory a live process holds, naming the pid, and frees it on release', () => {
+    const release = lockDataDir(dir);
+    expect(readFileSync(join(dir, UP_LOCK_FILE), 'utf8').trim()).toBe(String(process.pid));
+    // The parent of this test process is alive and is not us: it stands for another `meshroute up`.
+    expect(() => lockDataDir(dir, process.ppid)).toThrow(
+      expect.objectContaining({
+        option: '--data-dir',
+        message: expect.stringMatching(new RegExp(`in use by another meshroute up \\(pid ${process.pid}\\)`)),
+      }),
+    );
+    release();
+    expect(existsSync(join(dir, UP_LOCK_FILE))).toBe(false);
+    lockDataDir(dir, process.ppid)();
+  });
+
+  it('takes over the lock of a process that is gone', () => {
+    writeFileSync(join(dir, UP_LOCK_FILE), '2147483646\n');
+    const release = lockDataDir(dir);
+    expect(readFileSync(join(dir, UP_LOCK_FILE), 'utf8').trim()).toBe(String(process.pid));
+    release();
+  });
+
+  it('`meshroute up` on a directory in use fails with exit code 1 before starting nats-server', async () => {
+    const release = lockDataDir(dir, process.ppid);
+    try {
+      const ctx = testContext();
+      const code = await main(
+        ['node', 'meshroute', 'up', '--data-dir', dir, '--policies', tmpdir(), '--no-agents'],
+        ctx,
+      );
+      expect(code).toBe(1);
+      expect(ctx.err()).toMatch(/CONFIG_ERROR: --data-dir: .* is in use by another meshroute up/);
+      expect(ctx.out()).toBe('');
+    } finally {
+      release();
+    }
   });
 });

@@ -5,7 +5,19 @@
  * (WebAssembly in the EU and in the US, a GPU node, a quantum simulator), prints what runs where,
  * and stops everything cleanly on Ctrl-C (SIGINT) or SIGTERM.
  */
-import { accessSync, constants, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import {
+  accessSync,
+  closeSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { type Backend, ConfigError, type Logger } from '@meshroute/mesh';
 import {
@@ -202,15 +214,68 @@ export function checkUpDirectories(
   }
 }
 
+/** The lock file in the state directory that holds the pid of the `meshroute up` using it. */
+export const UP_LOCK_FILE = 'up.pid';
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Take the state directory for this process: two `meshroute up` on one directory would run two
+ * nats-servers on one JetStream store. A lock left by a process that is gone is taken over.
+ * @returns a function that releases the lock
+ * @throws ConfigError (`--data-dir`) when a live process holds it
+ */
+export function lockDataDir(dataDir: string, pid: number = process.pid): () => void {
+  const path = join(resolve(dataDir), UP_LOCK_FILE);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(path, 'wx');
+      writeSync(fd, `${pid}\n`);
+      closeSync(fd);
+      return () => {
+        try {
+          if (readFileSync(path, 'utf8').trim() === String(pid)) unlinkSync(path);
+        } catch {
+          // already gone
+        }
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
+        throw new ConfigError('--data-dir', `cannot lock ${path}: ${(err as Error).message}`, { cause: err });
+      }
+    }
+    const holder = Number.parseInt(readFileSync(path, 'utf8').trim(), 10);
+    if (Number.isInteger(holder) && holder > 0 && holder !== pid && pidAlive(holder)) {
+      throw new ConfigError(
+        '--data-dir',
+        `${resolve(dataDir)} is in use by another meshroute up (pid ${holder}); stop it or pass another --data-dir`,
+      );
+    }
+    unlinkSync(path);
+  }
+  throw new ConfigError('--data-dir', `cannot lock ${path}: another process keeps taking it`);
+}
+
 /**
  * Start the local mesh. On failure everything already started is stopped again.
  * @throws ConfigError for a bad option; NatsServerStartError when nats-server cannot start
  */
 export async function startLocalMesh(options: UpOptions, loggerFor: (component: string) => Logger): Promise<LocalMesh> {
   checkUpDirectories(options);
+  // Only a local nats-server uses the state directory.
+  const unlock = options.natsUrl === undefined ? lockDataDir(options.dataDir) : () => {};
   const logger = loggerFor('up');
   const rows: { component: string; where: string }[] = [];
-  const stops: { component: string; stop: () => Promise<void> }[] = [];
+  const stops: { component: string; stop: () => Promise<void> }[] = [
+    { component: 'state directory lock', stop: async () => unlock() },
+  ];
   const stopAll = async () => {
     for (const { component, stop } of stops.splice(0).reverse()) {
       const startedMs = Date.now();
