@@ -8,7 +8,7 @@ import {
 import { type SimulatedClock, simulatedClock } from '@meshroute/testing';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { memoryStateStore } from './memory-state-store.js';
-import { createRouter, type Router } from './router.js';
+import { createRouter, DUPLICATE_PUBLISH, type IngressPublisher, type Router } from './router.js';
 import { capacity, cloudEvent, delivery, FakeMesh, okResult, testPolicy } from './test-support/fakes.js';
 import { memoryWorkloadCatalog, type WorkloadCatalog } from './workloads.js';
 
@@ -334,6 +334,78 @@ describe('router engine', () => {
       agent: { id: 'a', region: 'eu-west', jurisdiction: 'DE' },
     });
     expect(mesh.deadLetters).toEqual([]);
+  });
+
+  it("answers an event sent again (de-duplicated by the ingress) with the first one's outcome: waiting while it runs, at once once recorded", async () => {
+    let finishWork: () => void = () => {};
+    mesh.agents.set(
+      'a',
+      (w) =>
+        new Promise((resolve) => {
+          finishWork = () => resolve(okResult(w, 'ran-once'));
+        }),
+    );
+    // The ingress as JetStream keeps it: the same source and id is published once.
+    const published = new Set<string>();
+    const ingressPublisher: IngressPublisher = {
+      async publish(event, { waitMs }) {
+        const key = `${event.source}#${event.id}`;
+        if (published.has(key)) return DUPLICATE_PUBLISH;
+        published.add(key);
+        void router.handleDelivery(delivery(event));
+        return waitMs === undefined ? undefined : router.outcome(event, { waitMs });
+      },
+    };
+    router = createRouter({
+      mesh,
+      store: memoryStateStore({ clock }),
+      policies: testPolicy(),
+      clock,
+      routerId: 'r1',
+      ingressPublisher,
+    });
+    await router.start();
+    mesh.heartbeat(capacity('a', { sentAtMs: clock.now() }));
+    const event = cloudEvent('resent');
+    const first = router.submit(event, { waitMs: 5_000 });
+    await flush();
+    const again = router.submit(event, { waitMs: 5_000 });
+    await flush();
+    expect(mesh.dispatched).toHaveLength(1);
+    finishWork();
+    const [a1, a2] = await Promise.all([first, again]);
+    expect(a1).toMatchObject({ outcome: 'succeeded', result: { output: 'ran-once' } });
+    expect(a2).toMatchObject({
+      outcome: 'succeeded',
+      replayed: true,
+      decisionId: a1?.decisionId,
+      result: { output: 'ran-once' },
+    });
+    // Once recorded: answered from the store at once, without running it again.
+    const third = await router.submit(event, { waitMs: 5_000 });
+    expect(third).toMatchObject({
+      outcome: 'succeeded',
+      replayed: true,
+      decisionId: a1?.decisionId,
+      agent: { id: 'a' },
+    });
+    expect(mesh.dispatched).toHaveLength(1);
+    // Without a wait, a re-sent event is simply accepted again.
+    expect(await router.submit(event)).toBeUndefined();
+  });
+
+  it('outcome() of an event nobody recorded resolves undefined after its wait', async () => {
+    await make();
+    const pending = router.outcome({ source: '/test', id: 'never' }, { waitMs: 1_000 });
+    await clock.advanceAsync(999);
+    let done = false;
+    void pending.then(() => {
+      done = true;
+    });
+    await flush();
+    expect(done).toBe(false);
+    await clock.advanceAsync(1);
+    expect(await pending).toBeUndefined();
   });
 
   it('acks a redelivery of an answered event without answering again (same reply inbox)', async () => {

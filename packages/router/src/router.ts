@@ -59,14 +59,27 @@ import { toXStateClock } from './xstate-clock.js';
 /** Engine name and version written into decision records by the router. */
 export const ROUTER_ENGINE = { name: 'meshroute-router', version: '0.1.0' } as const;
 
+/**
+ * What {@link IngressPublisher.publish} resolves with when the ingress already holds an event with
+ * the same `source` and `id` (JetStream de-duplicated the publish): the router then answers from
+ * the first one's outcome ({@link Router.outcome}).
+ */
+export const DUPLICATE_PUBLISH = 'duplicate' as const;
+
 /** Publishes an event into the ingress stream (so HTTP events take the same at-least-once path). */
 export interface IngressPublisher {
   /**
    * Publish `event`; when `waitMs` is given, resolve with the router's answer (or `undefined` when
-   * none came in time).
+   * none came in time). Resolves {@link DUPLICATE_PUBLISH} when the ingress de-duplicated it.
    */
-  publish(event: RouterEvent, options: { waitMs: number | undefined }): Promise<RouterAnswer | undefined>;
+  publish(
+    event: RouterEvent,
+    options: { waitMs: number | undefined },
+  ): Promise<RouterAnswer | undefined | typeof DUPLICATE_PUBLISH>;
 }
+
+/** How often {@link Router.outcome} looks in the state store for an outcome it waits for. */
+export const OUTCOME_POLL_MS = 100;
 
 /** Dependencies and options of {@link createRouter}. */
 export interface CreateRouterOptions {
@@ -174,6 +187,13 @@ export interface Router {
    * otherwise the limit and when its window ends. Edges (HTTP) call it before accepting events.
    */
   admit(tenant: string, events: number): Promise<Admission>;
+  /**
+   * The answer for an event that was accepted before (a producer sending the same `source` and
+   * `id` again): its recorded outcome, replayed (`replayed: true`); when it has none yet, waits up
+   * to `waitMs` for it (this router finishing the event, or another router's outcome appearing in
+   * the shared state store, looked for every {@link OUTCOME_POLL_MS}). `undefined` when none came.
+   */
+  outcome(event: { source: string; id: string }, options: { waitMs: number }): Promise<RouterAnswer | undefined>;
   /** The live registry (read-only use). */
   readonly registry: AgentRegistry;
 }
@@ -1015,6 +1035,66 @@ export function createRouter(deps: CreateRouterOptions): Router {
     telemetry.end(it.span, ok ? undefined : (ctx.error ?? { code: state, message: state }));
   };
 
+  /** The answer a recorded outcome gives again (a redelivery, a producer re-sending the event). */
+  const replayedAnswer = (id: string, source: string, stored: StoredOutcome): RouterAnswer => {
+    // Outcomes recorded before the agent and decision were stored with them: the live registry.
+    const agentId = stored.result?.agentId;
+    const entry = agentId && !stored.agent ? registry.get(agentId) : undefined;
+    return {
+      schema: 'meshroute.answer/v1',
+      id,
+      source,
+      outcome: stored.outcome,
+      agent:
+        stored.agent ??
+        (agentId
+          ? { id: agentId, region: entry?.report.region ?? '', jurisdiction: entry?.report.jurisdiction ?? '' }
+          : null),
+      decisionId: stored.decisionId ?? null,
+      ...(stored.result ? { result: stored.result } : {}),
+      ...(stored.error ? { error: stored.error } : {}),
+      ...(stored.outcome === 'dead-lettered' && stored.error ? { deadLetterReason: stored.error.code } : {}),
+      replayed: true,
+    };
+  };
+
+  /** See {@link Router.outcome}. */
+  const awaitOutcome = (event: { source: string; id: string }, waitMs: number): Promise<RouterAnswer | undefined> =>
+    new Promise<RouterAnswer | undefined>((resolve) => {
+      const key = idempotencyKey(event);
+      let settled = false;
+      let cancelPoll: (() => void) | undefined;
+      let cancelTimer: (() => void) | undefined;
+      const onAnswer = (a: RouterAnswer): void => settle({ ...a, replayed: true });
+      const settle = (a: RouterAnswer | undefined): void => {
+        if (settled) return;
+        settled = true;
+        cancelTimer?.();
+        cancelPoll?.();
+        waiters.get(key)?.delete(onAnswer);
+        resolve(a);
+      };
+      cancelTimer = clock.setTimeout(() => settle(undefined), waitMs);
+      let set = waiters.get(key);
+      if (!set) {
+        set = new Set();
+        waiters.set(key, set);
+      }
+      set.add(onAnswer);
+      const poll = (): void => {
+        store.outcome(key).then(
+          (stored) => {
+            if (stored) settle(replayedAnswer(event.id, event.source, stored));
+            else if (!settled) cancelPoll = clock.setTimeout(poll, OUTCOME_POLL_MS);
+          },
+          () => {
+            if (!settled) cancelPoll = clock.setTimeout(poll, OUTCOME_POLL_MS);
+          },
+        );
+      };
+      poll();
+    });
+
   /**
    * Answer the waiters in this router and, when the delivery has a reply inbox and `reply` is not
    * false, the producer. Resolves with whether a reply went out.
@@ -1112,24 +1192,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
       alreadyAnswered =
         stored.answeredAtMs !== undefined &&
         (stored.answeredReplyTo === undefined || stored.answeredReplyTo === it.delivery.replyTo);
-      // Outcomes recorded before the agent and decision were stored with them: the live registry.
-      const agentId = stored.result?.agentId;
-      const entry = agentId && !stored.agent ? registry.get(agentId) : undefined;
-      answer = {
-        schema: 'meshroute.answer/v1',
-        id,
-        source,
-        outcome: stored.outcome,
-        agent:
-          stored.agent ??
-          (agentId
-            ? { id: agentId, region: entry?.report.region ?? '', jurisdiction: entry?.report.jurisdiction ?? '' }
-            : null),
-        decisionId: stored.decisionId ?? null,
-        ...(stored.result ? { result: stored.result } : {}),
-        ...(stored.error ? { error: stored.error } : {}),
-        replayed: true,
-      };
+      answer = replayedAnswer(id, source, stored);
       // The first run recorded the outcome; its result publish may have failed: publish again
       // (the results stream de-duplicates by work id and attempt).
       if (stored.result) {
@@ -1542,7 +1605,12 @@ export function createRouter(deps: CreateRouterOptions): Router {
         throw new MeshError('SHUTTING_DOWN', 'the router is not running', { retryable: true });
       }
       const waitMs = submitOptions.waitMs;
-      if (deps.ingressPublisher) return deps.ingressPublisher.publish(event, { waitMs });
+      if (deps.ingressPublisher) {
+        const published = await deps.ingressPublisher.publish(event, { waitMs });
+        if (published !== DUPLICATE_PUBLISH) return published;
+        // The ingress already holds this event: the answer is the first one's outcome.
+        return waitMs === undefined ? undefined : awaitOutcome(event, waitMs);
+      }
       const key = idempotencyKey(event);
       let answered: Promise<RouterAnswer | undefined> = Promise.resolve(undefined);
       if (waitMs !== undefined) {
@@ -1583,6 +1651,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
       };
     },
     ready: () => lifecycle === 'started' && policies.current() !== undefined,
+    outcome: (event, outcomeOptions) => awaitOutcome(event, outcomeOptions.waitMs),
     knowsWorkload: (workload) => deps.workloads === undefined || deps.workloads.get(workload) !== undefined,
     agents: () => [...registry.entries()].map((e) => registry.view(e)),
   };

@@ -202,6 +202,40 @@ describe('meshroute router process (startRouterProcess)', () => {
     }
   });
 
+  it("answers an event posted again with ?wait=1 from the first one's outcome (the ingress de-duplicates it)", async () => {
+    const body = JSON.stringify({
+      specversion: '1.0',
+      id: randomUUID(),
+      source: '/cli-test/resend',
+      type: 't',
+      workload: 'echo',
+      latencybudgetms: 5000,
+    });
+    const post = () =>
+      fetch(`http://127.0.0.1:${proc.httpPort}/events?wait=1`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/cloudevents+json' },
+        body,
+      });
+    const first = await post();
+    expect(first.status).toBe(200);
+    const a1 = (await first.json()) as { decisionId: string };
+    const again = await post();
+    expect(again.status).toBe(200);
+    expect(await again.json()).toMatchObject({
+      outcome: 'succeeded',
+      replayed: true,
+      decisionId: a1.decisionId,
+      agent: { id: 'de-1', jurisdiction: 'DE' },
+    });
+    const plain = await fetch(`http://127.0.0.1:${proc.httpPort}/events`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/cloudevents+json' },
+      body,
+    });
+    expect(plain.status).toBe(202);
+  });
+
   it('records decisions that `meshroute decisions --event` finds', async () => {
     const id = randomUUID();
     const res = await fetch(`http://127.0.0.1:${proc.httpPort}/events?wait=1`, {

@@ -18,6 +18,7 @@ import {
 import { createPolicyHolder, type PolicyHolder } from '@meshroute/policy';
 import {
   createRouter,
+  DUPLICATE_PUBLISH,
   type HttpIngress,
   type HttpIngressAuth,
   type IngressPublisher,
@@ -139,8 +140,8 @@ function natsIngressPublisher(
     async publish(event: RouterEvent, options: { waitMs: number | undefined }) {
       const tenant = typeof event.tenant === 'string' ? event.tenant : undefined;
       if (options.waitMs === undefined) {
-        await publishEvent(conn, event, tenant ? { tenant } : {});
-        return undefined;
+        const ack = await publishEvent(conn, event, tenant ? { tenant } : {});
+        return ack.duplicate ? DUPLICATE_PUBLISH : undefined;
       }
       const replyTo = `${prefix}.${++n}`;
       let timer: NodeJS.Timeout | undefined;
@@ -156,7 +157,13 @@ function natsIngressPublisher(
         });
       });
       try {
-        await publishEvent(conn, event, { replyTo, ...(tenant ? { tenant } : {}) });
+        const ack = await publishEvent(conn, event, { replyTo, ...(tenant ? { tenant } : {}) });
+        if (ack.duplicate) {
+          // De-duplicated: no answer comes to this inbox; the router answers from the first one.
+          clearTimeout(timer);
+          waiting.delete(replyTo);
+          return DUPLICATE_PUBLISH;
+        }
       } catch (err) {
         clearTimeout(timer);
         waiting.delete(replyTo);
