@@ -96,6 +96,8 @@ export interface StoredOutcome {
   decisionId?: string;
   /** The agent that ran it, as it was then (it may have left the mesh by the time of a replay). */
   agent?: { id: string; region: string; jurisdiction: string };
+  /** The event's tenant (an outcome is only replayed to its own tenant). */
+  tenant?: string;
   /**
    * Epoch ms the producer was answered with this outcome; a redelivery of an answered event is
    * acknowledged without answering again. Absent until the answer went out.

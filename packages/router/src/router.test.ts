@@ -394,6 +394,42 @@ describe('router engine', () => {
     expect(await router.submit(event)).toBeUndefined();
   });
 
+  it("never tells one tenant the outcome of another tenant's event with the same source and id", async () => {
+    mesh.agents.set('a', async (w) => okResult(w, 'acme-secret'));
+    const published = new Set<string>();
+    const ingressPublisher: IngressPublisher = {
+      async publish(event, { waitMs }) {
+        const key = `${event.source}#${event.id}`;
+        if (published.has(key)) return DUPLICATE_PUBLISH;
+        published.add(key);
+        void router.handleDelivery(delivery(event));
+        return waitMs === undefined ? undefined : router.outcome(event, { waitMs });
+      },
+    };
+    router = createRouter({
+      mesh,
+      store: memoryStateStore({ clock }),
+      policies: testPolicy(),
+      clock,
+      routerId: 'r1',
+      ingressPublisher,
+    });
+    await router.start();
+    mesh.heartbeat(capacity('a', { sentAtMs: clock.now() }));
+    const acme = await router.submit(cloudEvent('shared-id', { tenant: 'acme' }), { waitMs: 5_000 });
+    expect(acme).toMatchObject({ outcome: 'succeeded', result: { output: 'acme-secret' } });
+    const other = router.submit(cloudEvent('shared-id', { tenant: 'globex' }), { waitMs: 5_000 });
+    await expect(other).rejects.toMatchObject({
+      code: 'INVALID_EVENT',
+      details: { attribute: 'id', rule: 'duplicate-id' },
+    });
+    // The same tenant is answered.
+    expect(await router.submit(cloudEvent('shared-id', { tenant: 'acme' }), { waitMs: 5_000 })).toMatchObject({
+      replayed: true,
+      result: { output: 'acme-secret' },
+    });
+  });
+
   it('outcome() of an event nobody recorded resolves undefined after its wait', async () => {
     await make();
     const pending = router.outcome({ source: '/test', id: 'never' }, { waitMs: 1_000 });

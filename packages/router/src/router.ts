@@ -192,8 +192,13 @@ export interface Router {
    * `id` again): its recorded outcome, replayed (`replayed: true`); when it has none yet, waits up
    * to `waitMs` for it (this router finishing the event, or another router's outcome appearing in
    * the shared state store, looked for every {@link OUTCOME_POLL_MS}). `undefined` when none came.
+   * Only the event's own tenant (`tenant`, none for the default tenant) is told its outcome.
+   * @throws InvalidEventError (`id`, `duplicate-id`) when the source and id belong to another tenant's event
    */
-  outcome(event: { source: string; id: string }, options: { waitMs: number }): Promise<RouterAnswer | undefined>;
+  outcome(
+    event: { source: string; id: string; tenant?: string | undefined },
+    options: { waitMs: number },
+  ): Promise<RouterAnswer | undefined>;
   /** The live registry (read-only use). */
   readonly registry: AgentRegistry;
 }
@@ -329,7 +334,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
   const queue = new Set<ItemState>();
   /** Items waiting in `deferred` (carbon time shifting), counted for `health()`. */
   const deferredItems = new Set<ItemState>();
-  const waiters = new Map<string, Set<(a: RouterAnswer) => void>>();
+  const waiters = new Map<string, Set<(a: RouterAnswer, tenant: string | undefined) => void>>();
   const duplicateWaiters = new Map<string, Set<(a: RouterAnswer | undefined) => void>>();
   let lifecycle: 'idle' | 'started' | 'stopping' | 'stopped' = 'idle';
   let storeState: 'ok' | 'degraded' = 'ok';
@@ -461,7 +466,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
       error,
       deadLetterReason: 'DELIVERIES_EXHAUSTED',
     };
-    if (event) notifyWaiters(idempotencyKey(event), answer);
+    if (event) notifyWaiters(idempotencyKey(event), answer, tenant);
     if (delivery.replyTo) {
       await mesh
         .reply(delivery.replyTo, encodeAnswer(answer), {
@@ -1007,11 +1012,11 @@ export function createRouter(deps: CreateRouterOptions): Router {
    * only once its outcome is settled (result published, delivery acked): acking one of them acks
    * the message, and a result publish that failed after it could not be retried.
    */
-  const notifyWaiters = (key: string, answer: RouterAnswer): void => {
+  const notifyWaiters = (key: string, answer: RouterAnswer, tenant: string | undefined): void => {
     const set = waiters.get(key);
     if (!set) return;
     waiters.delete(key);
-    for (const w of set) w(answer);
+    for (const w of set) w(answer, tenant);
   };
 
   const recordFinish = (it: ItemState, state: WorkItemFinalState, ctx: WorkItemContext): void => {
@@ -1059,21 +1064,37 @@ export function createRouter(deps: CreateRouterOptions): Router {
   };
 
   /** See {@link Router.outcome}. */
-  const awaitOutcome = (event: { source: string; id: string }, waitMs: number): Promise<RouterAnswer | undefined> =>
-    new Promise<RouterAnswer | undefined>((resolve) => {
+  const awaitOutcome = (
+    event: { source: string; id: string; tenant?: unknown },
+    waitMs: number,
+  ): Promise<RouterAnswer | undefined> =>
+    new Promise<RouterAnswer | undefined>((resolve, reject) => {
       const key = idempotencyKey(event);
+      const tenant = typeof event.tenant === 'string' && event.tenant !== '' ? event.tenant : undefined;
       let settled = false;
       let cancelPoll: (() => void) | undefined;
       let cancelTimer: (() => void) | undefined;
-      const onAnswer = (a: RouterAnswer): void => settle({ ...a, replayed: true });
-      const settle = (a: RouterAnswer | undefined): void => {
+      const settle = (a: RouterAnswer | undefined, ofTenant?: string): void => {
         if (settled) return;
         settled = true;
         cancelTimer?.();
         cancelPoll?.();
         waiters.get(key)?.delete(onAnswer);
+        // An outcome is only ever told to its own tenant (source and id are not scoped by tenant).
+        if (a && ofTenant !== tenant) {
+          reject(
+            new InvalidEventError(
+              'id',
+              'duplicate-id',
+              `an event with source ${JSON.stringify(event.source)} and id ${JSON.stringify(event.id)} was already accepted for another tenant; source and id must identify one event`,
+            ),
+          );
+          return;
+        }
         resolve(a);
       };
+      const onAnswer = (a: RouterAnswer, ofTenant: string | undefined): void =>
+        settle({ ...a, replayed: true }, ofTenant);
       cancelTimer = clock.setTimeout(() => settle(undefined), waitMs);
       let set = waiters.get(key);
       if (!set) {
@@ -1084,7 +1105,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
       const poll = (): void => {
         store.outcome(key).then(
           (stored) => {
-            if (stored) settle(replayedAnswer(event.id, event.source, stored));
+            if (stored) settle(replayedAnswer(event.id, event.source, stored), stored.tenant);
             else if (!settled) cancelPoll = clock.setTimeout(poll, OUTCOME_POLL_MS);
           },
           () => {
@@ -1100,7 +1121,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
    * false, the producer. Resolves with whether a reply went out.
    */
   const answerProducer = async (it: ItemState, answer: RouterAnswer, reply = true): Promise<boolean> => {
-    notifyWaiters(it.key, answer);
+    notifyWaiters(it.key, answer, it.intent?.tenant);
     const replyTo = it.delivery.replyTo;
     if (!replyTo || !reply) return false;
     const headers: Record<string, string> = { [ANSWER_HEADERS.outcome]: answer.outcome };
@@ -1221,6 +1242,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
         recordedAtMs: clock.now(),
         ...(ctx.decisionId !== undefined ? { decisionId: ctx.decisionId } : {}),
         ...(it.agent ? { agent: it.agent } : {}),
+        ...(tenant ? { tenant } : {}),
       };
       // Record first (a redelivery is then answered from the store, never run twice), then answer
       // the producer while the result goes to the results stream.
@@ -1290,6 +1312,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
         error,
         recordedAtMs: clock.now(),
         ...(answer.decisionId ? { decisionId: answer.decisionId } : {}),
+        ...(tenant ? { tenant } : {}),
       };
       // Publish first: if the dead letter cannot be recorded, the claim is dropped and the event
       // is delivered again and decided afresh.
