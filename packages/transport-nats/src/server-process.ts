@@ -3,11 +3,33 @@
  * the test harness in `@meshroute/testing`. The config lives in a directory of its own (a fresh
  * temporary directory unless one is given); ports given as `0` are picked free once and kept, so
  * {@link NatsServerProcess.restart} comes back on the same ports with the same JetStream store.
+ *
+ * ## Signals and orphans
+ * The server runs in a process group (and session) of its own (`detached`), so a Ctrl-C in a
+ * terminal, which signals the whole foreground process group, reaches only the process that
+ * started it: `meshroute up` stops its agents and router while the server still runs, and only
+ * then stops the server (SIGTERM, SIGKILL after `stopTimeoutMs`).
+ *
+ * A detached server would outlive a parent that dies without running any handler (SIGKILL, a
+ * crash, the OOM killer). nats-server has no parent-death option, so on POSIX systems it is
+ * started through a small `/bin/sh` wrapper that forks a watchdog and then `exec`s nats-server
+ * (the child's pid *is* the server's pid; signals and exit status are the server's own). The
+ * watchdog blocks reading a lifeline, an extra stdio pipe (fd 3) whose other end only this
+ * process holds (nats-server gets fd 3 closed). The kernel closes that end when this process
+ * dies, however it dies, and the watchdog then sends the server SIGTERM, and SIGKILL after
+ * `stopTimeoutMs`. When the server exits first, this process writes a line on the lifeline and
+ * the watchdog leaves quietly. A pipe was chosen over polling the parent pid (`kill -0 $PPID`):
+ * no polling, no parent-pid reuse race, no dependence on which thread spawned the server (unlike
+ * Linux `PR_SET_PDEATHSIG` through `setpriv`, which fires when the spawning *thread* exits and
+ * exists on Linux only). On Windows the server is spawned directly, as before.
+ *
+ * {@link killOnExit} kills what is still running when this process exits, and on a terminating
+ * signal only when nothing else in the process handles that signal.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createConnection, createServer } from 'node:net';
+import { createConnection, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, ErrorCode, MeshError } from '@meshroute/mesh';
@@ -323,33 +345,77 @@ const NON_TERMINATING_SIGNALS: ReadonlySet<string> = new Set([
   'SIGWINCH',
 ]);
 
-/** Kill every live child on process exit or a terminating signal, so a stopped test run leaves no orphan servers. */
+/** Signals after which {@link killOnExit} kills its children unless the process handles them itself. */
+const TERMINATING_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
+
+/** Children still running, killed on process exit (and on an unhandled terminating signal). */
 const liveChildren = new Set<ChildProcess>();
 let exitHookInstalled = false;
+
+function killAllChildren(): void {
+  for (const c of liveChildren) c.kill('SIGKILL');
+}
+
 /**
- * Kill `child` with SIGKILL if this process exits or is stopped by SIGTERM/SIGINT/SIGHUP while it
- * still runs (used for nats-server here and redis-server in the test harness).
+ * Kill `child` with SIGKILL if this process exits while it still runs (used for nats-server here
+ * and redis-server in the test harness), so a stopped test run leaves no orphan servers.
+ *
+ * On SIGTERM, SIGINT or SIGHUP the children are left alone when the process has a handler of its
+ * own for that signal (`meshroute up` and `meshroute router` stop their components in order and
+ * then the server); they are still killed on the `exit` that follows. When nothing else handles
+ * the signal (a test runner stopping a worker), the children are killed and the process dies by
+ * the signal, as it would without this hook. The hook is prepended, so it sees every other
+ * listener of the signal, `once` listeners included, before they run.
  * @internal
  */
 export function killOnExit(child: ChildProcess): void {
   if (!exitHookInstalled) {
     exitHookInstalled = true;
-    const killAll = () => {
-      for (const c of liveChildren) c.kill('SIGKILL');
-    };
-    process.once('exit', killAll);
-    // A test runner stops its workers with a signal, which skips 'exit' handlers.
-    for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
-      process.once(sig, () => {
-        killAll();
-        // Keep the default behaviour (die by the signal) unless someone else handles it.
-        if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
-      });
+    process.once('exit', killAllChildren);
+    for (const sig of TERMINATING_SIGNALS) {
+      const onSignal = (): void => {
+        if (process.listenerCount(sig) > 1) return;
+        killAllChildren();
+        // With no listener left Node restores the default action: die by the signal.
+        process.off(sig, onSignal);
+        process.kill(process.pid, sig);
+      };
+      process.prependListener(sig, onSignal);
     }
   }
   liveChildren.add(child);
   child.once('exit', () => liveChildren.delete(child));
 }
+
+/** Whether servers are started through the watchdog wrapper (every POSIX system). */
+const USE_WATCHDOG = process.platform !== 'win32';
+
+/**
+ * The `/bin/sh` wrapper: `$1` is the stop timeout in tenths of a second, the rest is the server's
+ * command line. It forks the watchdog (which reads the lifeline on fd 3; stdio to /dev/null so it
+ * never holds the server's log pipes open), then replaces itself with the server, fd 3 closed.
+ * A line on the lifeline means "the server is gone, stand down"; end of file without one means
+ * the parent died: SIGTERM, then SIGKILL once the timeout has passed.
+ */
+const WATCHDOG_SCRIPT = [
+  'pid=$$',
+  't=$1',
+  'shift',
+  '(',
+  '  if read -r _ <&3; then exit 0; fi',
+  '  kill -TERM "$pid" 2>/dev/null || exit 0',
+  '  n=0',
+  '  while kill -0 "$pid" 2>/dev/null; do',
+  '    if [ "$n" -ge "$t" ]; then kill -KILL "$pid" 2>/dev/null; exit 0; fi',
+  '    sleep 0.1',
+  '    n=$((n+1))',
+  '  done',
+  ') </dev/null >/dev/null 2>&1 &',
+  'exec "$@" 3<&-',
+].join('\n');
+
+/** Exit status of `sh` when the command of `exec` is not found. */
+const SH_COMMAND_NOT_FOUND = 127;
 
 class LogRing {
   private readonly lines: string[] = [];
@@ -443,8 +509,29 @@ class SpawnedNats implements NatsServerProcess {
     if (this.running()) return;
     const args = ['-c', this.configFile];
     if (this.o.debug) args.push('-D');
-    const child = spawn(this.o.binary, args, { cwd: this.o.dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = USE_WATCHDOG
+      ? spawn(
+          '/bin/sh',
+          [
+            '-c',
+            WATCHDOG_SCRIPT,
+            'meshroute-nats-watchdog',
+            String(Math.max(1, Math.ceil(this.o.stopTimeoutMs / 100))),
+            this.o.binary,
+            ...args,
+          ],
+          // Own process group: a terminal's Ctrl-C reaches the parent only, which stops the server itself.
+          { cwd: this.o.dir, stdio: ['ignore', 'pipe', 'pipe', 'pipe'], detached: true },
+        )
+      : spawn(this.o.binary, args, { cwd: this.o.dir, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
+    const lifeline = child.stdio[3] as Socket | null | undefined;
+    if (lifeline) {
+      // Never what keeps this process alive; a watchdog that is already gone is no error.
+      lifeline.unref();
+      lifeline.on('error', () => {});
+      child.once('exit', () => lifeline.end('exited\n'));
+    }
     let onReady: () => void = () => {};
     const ready = new Promise<void>((resolve) => {
       onReady = resolve;
@@ -475,7 +562,10 @@ class SpawnedNats implements NatsServerProcess {
         );
       }
       if (first !== 'ready') {
-        if (first.error && (first.error as NodeJS.ErrnoException).code === 'ENOENT') {
+        const notFound = USE_WATCHDOG
+          ? first.code === SH_COMMAND_NOT_FOUND && /not found/i.test(this.logTail())
+          : (first.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
+        if (notFound) {
           throw new NatsServerStartError(
             `${this.o.binary} was not found on PATH: run \`bash scripts/setup.sh\` (or \`apt-get install nats-server\`)`,
             { cause: first.error },
