@@ -1029,7 +1029,17 @@ export async function startHttpIngress(router: Router, options: HttpIngressOptio
     } catch (err) {
       const e = toMeshError(err);
       const status = e.code === 'SHUTTING_DOWN' || e.retryable ? 503 : statusForCode(e.code);
-      send(res, status, problem(status, e.code, e.message), status === 503 ? { 'retry-after': retryAfterS } : {});
+      // Name the attribute and rule of an invalid event found after decoding (a re-sent id, ...).
+      const named =
+        typeof e.details?.attribute === 'string' && typeof e.details.rule === 'string'
+          ? { attribute: e.details.attribute, rule: e.details.rule }
+          : {};
+      send(
+        res,
+        status,
+        problem(status, e.code, e.message, named),
+        status === 503 ? { 'retry-after': retryAfterS } : {},
+      );
     }
   };
 

@@ -430,6 +430,41 @@ describe('router engine', () => {
     });
   });
 
+  it("dead-letters a delivery re-using another tenant's source and id (duplicate-id) rather than answering it with that tenant's outcome", async () => {
+    let finish: () => void = () => {};
+    mesh.agents.set(
+      'a',
+      (w) =>
+        new Promise((resolve) => {
+          finish = () => resolve(okResult(w, 'acme-secret'));
+        }),
+    );
+    await make();
+    mesh.heartbeat(capacity('a', { sentAtMs: clock.now() }));
+    const acme = router.handleDelivery(delivery(cloudEvent('same', { tenant: 'acme' }), '_INBOX.acme'));
+    await flush();
+    // While acme's event runs, and after it has finished.
+    const during = delivery(cloudEvent('same', { tenant: 'globex' }), '_INBOX.globex.1');
+    await router.handleDelivery(during);
+    finish();
+    await acme;
+    const after = delivery(cloudEvent('same', { tenant: 'globex' }), '_INBOX.globex.2');
+    await router.handleDelivery(after);
+    await flush();
+    expect(mesh.dispatched).toHaveLength(1);
+    expect(during.acked + after.acked).toBe(2);
+    for (const inbox of ['_INBOX.globex.1', '_INBOX.globex.2']) {
+      const reply = mesh.replies.find((r) => r.replyTo === inbox);
+      expect(reply?.body).toMatchObject({ outcome: 'dead-lettered', error: { code: 'INVALID_EVENT' } });
+      expect(JSON.stringify(reply?.body)).not.toContain('acme-secret');
+    }
+    expect(mesh.deadLetters.map((d) => [d.reason, d.error.details?.rule])).toEqual([
+      ['INVALID_EVENT', 'duplicate-id'],
+      ['INVALID_EVENT', 'duplicate-id'],
+    ]);
+    expect(mesh.replies.find((r) => r.replyTo === '_INBOX.acme')?.body).toMatchObject({ outcome: 'succeeded' });
+  });
+
   it('outcome() of an event nobody recorded resolves undefined after its wait', async () => {
     await make();
     const pending = router.outcome({ source: '/test', id: 'never' }, { waitMs: 1_000 });

@@ -892,6 +892,10 @@ export function createRouter(deps: CreateRouterOptions): Router {
         if (claim.kind === 'completed') {
           registry.release(agentId);
           scheduleWake();
+          if (!ownOutcome(claim.result, it)) {
+            actor.send({ type: 'DEAD_LETTER', reason: 'INVALID_EVENT', error: otherTenantsId(it.event).toJSON() });
+            return;
+          }
           actor.send({ type: 'DUPLICATE', stored: claim.result });
           return;
         }
@@ -1040,6 +1044,17 @@ export function createRouter(deps: CreateRouterOptions): Router {
     telemetry.end(it.span, ok ? undefined : (ctx.error ?? { code: state, message: state }));
   };
 
+  /** Whether a recorded outcome is of this item's tenant (source and id are not scoped by tenant). */
+  const ownOutcome = (stored: StoredOutcome, it: ItemState): boolean => stored.tenant === it.intent?.tenant;
+
+  /** The error of an event re-using the source and id of another tenant's event. */
+  const otherTenantsId = (event: { source: string; id: string } | undefined): InvalidEventError =>
+    new InvalidEventError(
+      'id',
+      'duplicate-id',
+      `an event with source ${JSON.stringify(event?.source)} and id ${JSON.stringify(event?.id)} was already accepted for another tenant; source and id must identify one event`,
+    );
+
   /** The answer a recorded outcome gives again (a redelivery, a producer re-sending the event). */
   const replayedAnswer = (id: string, source: string, stored: StoredOutcome): RouterAnswer => {
     // Outcomes recorded before the agent and decision were stored with them: the live registry.
@@ -1082,13 +1097,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
         waiters.get(key)?.delete(onAnswer);
         // An outcome is only ever told to its own tenant (source and id are not scoped by tenant).
         if (a && ofTenant !== tenant) {
-          reject(
-            new InvalidEventError(
-              'id',
-              'duplicate-id',
-              `an event with source ${JSON.stringify(event.source)} and id ${JSON.stringify(event.id)} was already accepted for another tenant; source and id must identify one event`,
-            ),
-          );
+          reject(otherTenantsId(event));
           return;
         }
         resolve(a);
@@ -1178,7 +1187,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
           return undefined;
         },
       );
-      if (prior) {
+      if (prior && ownOutcome(prior, it)) {
         state = 'duplicate';
         ctx = { ...ctx, stored: prior };
       }
@@ -1400,8 +1409,14 @@ export function createRouter(deps: CreateRouterOptions): Router {
         invalid = { reason: 'INVALID_INTENT', error: toMeshError(err).toJSON() };
       }
     }
-    const key = event ? idempotencyKey(event) : `invalid#${randomUUID()}`;
-    const existing = items.get(key);
+    let key = event ? idempotencyKey(event) : `invalid#${randomUUID()}`;
+    let existing = items.get(key);
+    if (existing && !invalid && existing.intent?.tenant !== intent?.tenant) {
+      // Another tenant's event with the same source and id is being worked on: not this one's.
+      invalid = { reason: 'INVALID_EVENT', error: otherTenantsId(event).toJSON() };
+      key = `invalid#${randomUUID()}`;
+      existing = undefined;
+    }
     if (existing) {
       // A redelivery while the first delivery is still being worked on: answer with it, or hand
       // it back too when the first delivery is handed back.
