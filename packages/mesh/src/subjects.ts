@@ -29,6 +29,14 @@ export interface MeshNames {
   deadLetterSubject(tenant?: string): string;
   /** Router liveness and control: `<prefix>.router.<routerId>`. */
   routerSubject(routerId: string): string;
+  /**
+   * Outcome questions (core NATS request/reply, answered by a router of the shared queue group):
+   * `<prefix>.outcome.<tenant>`, the tenant token as for {@link MeshNames.ingressSubject}. A
+   * producer whose re-sent event was de-duplicated by the ingress asks here for its outcome.
+   */
+  outcomeSubject(tenant?: string): string;
+  /** Wildcard the routers serve outcome questions on: `<prefix>.outcome.*`. */
+  outcomeWildcard: string;
   /** Inbox prefix for replies to producers: `_INBOX_<prefix>`. */
   replyPrefix: string;
   /** JetStream stream names. */
@@ -66,6 +74,8 @@ export function meshNames(prefix: string = DEFAULT_SUBJECT_PREFIX): MeshNames {
     decisionsSubject: (tenant) => `${prefix}.decisions.${tenantToken(tenant)}`,
     deadLetterSubject: (tenant) => `${prefix}.dlq.${tenantToken(tenant)}`,
     routerSubject: (routerId) => `${prefix}.router.${routerId}`,
+    outcomeSubject: (tenant) => `${prefix}.outcome.${tenantToken(tenant)}`,
+    outcomeWildcard: `${prefix}.outcome.*`,
     replyPrefix: `_INBOX_${low}`,
     streams: {
       ingress: `${up}_INGRESS`,

@@ -4,7 +4,8 @@
  * idempotent provisioning of the JetStream streams, consumer, KV buckets and Object Store the
  * mesh uses, the CloudEvents NATS binding on the wire, and the port implementations: `Mesh`
  * (router), `AgentMesh` (agents), `EventSource` (ingress), `ArtifactStore`, plus the workload
- * registry and the policy store.
+ * registry and the policy store, and outcome questions (`serveOutcomeQueries` / `queryOutcome`)
+ * for producers whose re-sent event the ingress de-duplicated.
  *
  * @example
  * import { connectMesh, provisionMesh, natsEventSource, natsMesh } from '@meshroute/transport-nats';
@@ -48,6 +49,23 @@ export {
   type ResolvedNatsOptions,
   resolveNatsOptions,
 } from './options.js';
+export {
+  DEFAULT_OUTCOME_QUERY_GRACE_MS,
+  DEFAULT_OUTCOME_QUEUE_GROUP,
+  MAX_OUTCOME_WAIT_MS,
+  OUTCOME_QUERY_SCHEMA,
+  OUTCOME_STATUS_HEADER,
+  type OutcomeQuery,
+  type OutcomeQueryBody,
+  type OutcomeQueryHandler,
+  type OutcomeQuestion,
+  type OutcomeReplyStatus,
+  parseOutcomeQuery,
+  type QueryOutcomeOptions,
+  queryOutcome,
+  type ServeOutcomeQueriesOptions,
+  serveOutcomeQueries,
+} from './outcome-query.js';
 export {
   type NatsPolicyStoreOptions,
   natsPolicyStore,
