@@ -4,6 +4,12 @@
  * registers the example workloads, starts a router with HTTP ingress and four example agents
  * (WebAssembly in the EU and in the US, a GPU node, a quantum simulator), prints what runs where,
  * and stops everything cleanly on Ctrl-C (SIGINT) or SIGTERM.
+ *
+ * Shutdown order: the agents drain and leave, the router stops (HTTP first, then it hands
+ * unfinished work back to the ingress and drains its connection), and only then nats-server stops
+ * (SIGTERM, SIGKILL after its stop timeout). The server runs in a process group of its own, so the
+ * terminal's Ctrl-C does not reach it, and `killOnExit` leaves it alone because this command
+ * handles the signal. A second Ctrl-C (no handler left) kills what still runs and exits at once.
  */
 import {
   accessSync,
@@ -435,7 +441,7 @@ export function register(program: Command, ctx: CliContext): void {
       );
       await new Promise<void>((resolveSignal) => {
         const onSignal = (signal: NodeJS.Signals) => {
-          ctx.stderr.write(`\n${signal}: stopping agents, router and nats-server...\n`);
+          ctx.stderr.write(`\n${signal}: stopping agents, router and nats-server... (again to kill at once)\n`);
           process.off('SIGINT', onSignal);
           process.off('SIGTERM', onSignal);
           resolveSignal();
