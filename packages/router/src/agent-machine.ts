@@ -7,6 +7,9 @@
 import type { CapacityReport } from '@meshroute/mesh';
 import { assign, setup } from 'xstate';
 
+/** The `lostReason` of an agent that announced it was leaving (a graceful stop, not a failure). */
+export const AGENT_LEFT_REASON = 'agent left the mesh';
+
 /** States of an agent. */
 export type AgentState = 'joining' | 'ready' | 'degraded' | 'draining' | 'lost';
 
@@ -69,7 +72,7 @@ export const agentMachine = setup({
           {
             guard: 'announcesLeaving',
             target: 'lost',
-            actions: [assign({ lostReason: 'agent left the mesh' }), 'remember'],
+            actions: [assign({ lostReason: AGENT_LEFT_REASON }), 'remember'],
           },
           { guard: 'announcesDraining', target: '.draining', reenter: true, actions: 'remember' },
           { guard: 'announcesDegraded', target: '.degraded', reenter: true, actions: 'remember' },

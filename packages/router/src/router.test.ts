@@ -1,6 +1,7 @@
 import {
   deadLetterRecordSchema,
   EU_COUNTRIES,
+  type Logger,
   TransportError,
   type WorkItem,
   type WorkloadSpec,
@@ -463,6 +464,33 @@ describe('router engine', () => {
       ['INVALID_EVENT', 'duplicate-id'],
     ]);
     expect(mesh.replies.find((r) => r.replyTo === '_INBOX.acme')?.body).toMatchObject({ outcome: 'succeeded' });
+  });
+
+  it('logs an agent that announced it was leaving as left (info), one that went silent as lost (warn)', async () => {
+    const lines: [string, string, Record<string, unknown> | undefined][] = [];
+    const logger: Logger = {
+      debug: () => {},
+      info: (msg, fields) => lines.push(['info', msg, fields]),
+      warn: (msg, fields) => lines.push(['warn', msg, fields]),
+      error: (msg, fields) => lines.push(['error', msg, fields]),
+      child: () => logger,
+    };
+    router = createRouter({
+      mesh,
+      store: memoryStateStore({ clock }),
+      policies: testPolicy(),
+      clock,
+      routerId: 'r1',
+      logger,
+    });
+    await router.start();
+    mesh.heartbeat(capacity('polite', { sentAtMs: clock.now() }));
+    mesh.heartbeat(capacity('silent', { sentAtMs: clock.now() }));
+    mesh.heartbeat(capacity('polite', { status: 'leaving', sentAtMs: clock.now() }));
+    for (let i = 0; i < 5; i++) await clock.advanceAsync(1_000);
+    const about = (id: string) => lines.filter(([, , f]) => f?.agentId === id).map(([level, msg]) => `${level} ${msg}`);
+    expect(about('polite')).toEqual(['info agent left']);
+    expect(about('silent')).toEqual(['warn agent lost']);
   });
 
   it('outcome() of an event nobody recorded resolves undefined after its wait', async () => {

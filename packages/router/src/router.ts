@@ -34,6 +34,7 @@ import {
 } from '@meshroute/mesh';
 import { type Span, SpanKind } from '@opentelemetry/api';
 import { type Actor, createActor, fromCallback } from 'xstate';
+import { AGENT_LEFT_REASON } from './agent-machine.js';
 import { type AgentEntry, AgentRegistry, type RegistryChange } from './agent-registry.js';
 import { ANSWER_HEADERS, encodeAnswer, type RouterAnswer } from './answer.js';
 import { COST_MICRO_UNITS, type ResolvedRouterOptions, type RouterOptions, resolveRouterOptions } from './options.js';
@@ -531,7 +532,9 @@ export function createRouter(deps: CreateRouterOptions): Router {
             },
           });
         }
-        logger.warn('agent lost', { agentId: change.agentId, reason: change.reason, inFlight });
+        if (change.reason === AGENT_LEFT_REASON && inFlight === 0) {
+          logger.info('agent left', { agentId: change.agentId });
+        } else logger.warn('agent lost', { agentId: change.agentId, reason: change.reason, inFlight });
         hub.emit({ type: 'agentLost', agentId: change.agentId, reason: change.reason, inFlight });
         break;
       }
