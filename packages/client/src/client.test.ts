@@ -12,7 +12,14 @@ import {
   type WorkResult,
 } from '@meshroute/mesh';
 import { loadBundle } from '@meshroute/policy';
-import { createRouter, type HttpIngress, memoryStateStore, type Router, startHttpIngress } from '@meshroute/router';
+import {
+  createRouter,
+  encodeAnswer,
+  type HttpIngress,
+  memoryStateStore,
+  type Router,
+  startHttpIngress,
+} from '@meshroute/router';
 import { sampleCapacityReport, startNatsServer, type TestNatsServer } from '@meshroute/testing';
 import {
   connectMesh,
@@ -21,6 +28,7 @@ import {
   natsEventSource,
   natsMesh,
   provisionMesh,
+  serveOutcomeQueries,
 } from '@meshroute/transport-nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -44,6 +52,7 @@ describe('client over NATS and HTTP, with a real router', () => {
   let http: HttpIngress;
   const seen: WorkItem[] = [];
   let stopServe: (() => Promise<void>) | undefined;
+  let stopOutcomes: (() => void) | undefined;
 
   beforeAll(async () => {
     nats = await startNatsServer();
@@ -61,6 +70,11 @@ describe('client over NATS and HTTP, with a real router', () => {
       options: { maxAttempts: 1 },
     });
     await router.start();
+    // As `meshroute router` does: answer outcome questions of producers whose re-send was de-duplicated.
+    stopOutcomes = serveOutcomeQueries(conn, async (q) => {
+      const a = await router.outcome({ source: q.source, id: q.id, tenant: q.tenant }, { waitMs: q.waitMs });
+      return a ? encodeAnswer(a) : undefined;
+    });
     const agentMesh = natsAgentMesh(agentConn);
     stopServe = agentMesh.serveWork('edge-de-1', async (work): Promise<WorkResult> => {
       seen.push(work);
@@ -93,6 +107,7 @@ describe('client over NATS and HTTP, with a real router', () => {
 
   afterAll(async () => {
     await http?.close();
+    stopOutcomes?.();
     await stopServe?.();
     await router?.stop();
     await agentConn?.close();
@@ -168,6 +183,50 @@ describe('client over NATS and HTTP, with a real router', () => {
       const client = createClient({ nats: lonely, names: meshNames('lonely') });
       const err = await client.invoke('double', { n: 1 }, {}, { timeoutMs: 300 }).catch((e: unknown) => e);
       expect(err).toMatchObject({ name: 'TimeoutError', code: 'TIMEOUT' });
+    } finally {
+      await lonely.close();
+    }
+  });
+
+  it("invoke over NATS again with the same source and id: the first one's outcome, replayed, without running again", async () => {
+    const client = createClient({ nats: conn, source: '/tests/client/resend' });
+    const id = `resend-${Date.now()}`;
+    const first = await client.invoke<{ doubled: number }>(
+      'double',
+      { n: 5 },
+      { residency: 'eu' },
+      { id, timeoutMs: 10_000 },
+    );
+    const ran = seen.filter((w) => w.event.id === id).length;
+    const again = await client.invoke<{ doubled: number }>(
+      'double',
+      { n: 5 },
+      { residency: 'eu' },
+      { id, timeoutMs: 10_000 },
+    );
+    expect(first.replayed).toBe(false);
+    expect(again).toMatchObject({ replayed: true, decisionId: first.decisionId, output: { doubled: 10 } });
+    expect(again.agent).toEqual(first.agent);
+    expect(seen.filter((w) => w.event.id === id).length).toBe(ran);
+    expect(ran).toBe(1);
+    // The same source and id under another tenant is not told this outcome.
+    const err = await client
+      .invoke('double', { n: 5 }, { residency: 'eu', tenant: 'other' }, { id, timeoutMs: 10_000 })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(EventRejectedError);
+    expect(err).toMatchObject({ code: 'INVALID_EVENT', attribute: 'id', rule: 'duplicate-id' });
+  });
+
+  it('invoke over NATS of a re-sent event still times out when no router can tell its outcome', async () => {
+    // A mesh prefix with an ingress stream but no router: accepted twice (the second de-duplicated), nobody answers.
+    const lonely = await connectMesh({ servers: nats.url, name: 'lonely-resend' });
+    try {
+      await provisionMesh(lonely, { names: meshNames('lonely2') });
+      const client = createClient({ nats: lonely, names: meshNames('lonely2'), source: '/tests/lonely' });
+      const first = await client.invoke('double', {}, {}, { id: 'l1', timeoutMs: 200 }).catch((e: unknown) => e);
+      expect(first).toMatchObject({ name: 'TimeoutError', code: 'TIMEOUT' });
+      const again = await client.invoke('double', {}, {}, { id: 'l1', timeoutMs: 300 }).catch((e: unknown) => e);
+      expect(again).toMatchObject({ name: 'TimeoutError', code: 'TIMEOUT', details: { timeoutMs: 300 } });
     } finally {
       await lonely.close();
     }

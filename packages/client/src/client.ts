@@ -8,6 +8,7 @@ import {
   type CloudEventJson,
   ConfigError,
   DEFAULT_MAX_EVENT_BYTES,
+  ErrorCode,
   encodeHttpBinary,
   type IntentInput,
   type Logger,
@@ -20,9 +21,10 @@ import {
   TransportError,
   toMeshError,
 } from '@meshroute/mesh';
-import { type MeshConnection, publishEvent } from '@meshroute/transport-nats';
+import { type MeshConnection, publishEvent, queryOutcome } from '@meshroute/transport-nats';
 import { context, type Span, SpanKind, SpanStatusCode, type Tracer, trace } from '@opentelemetry/api';
 import { type Answer, answerOfHttp, type InvokeResult, parseAnswer, resultOfAnswer } from './answer.js';
+import { EventRejectedError } from './errors.js';
 import {
   type BuildEventDefaults,
   buildEvent,
@@ -37,6 +39,11 @@ import { traceparentOf } from './trace-context.js';
 export const DEFAULT_INVOKE_TIMEOUT_MS = 30_000;
 /** How long `publish` waits for the mesh to accept an event by default. */
 export const DEFAULT_CLIENT_PUBLISH_TIMEOUT_MS = 5_000;
+/**
+ * How often `invoke` over NATS asks for the outcome of a de-duplicated re-send when the router
+ * asked answers that it is stopping (`SHUTTING_DOWN`, another router may answer).
+ */
+const OUTCOME_QUERY_ATTEMPTS = 3;
 /** Name of the client's OpenTelemetry tracer. */
 export const CLIENT_TRACER_NAME = '@meshroute/client';
 
@@ -111,8 +118,13 @@ export interface MeshClient {
    */
   publish(event: EventInput, intent?: IntentInput): Promise<string>;
   /**
-   * Run `workload` on `input` under `intent` and wait for the outcome.
-   * @throws EventRejectedError (invalid), NoEligibleAgentError, DeadLetteredError (with `reason`),
+   * Run `workload` on `input` under `intent` and wait for the outcome. Invoking again with the
+   * same `source` and `id` (a retry after a lost answer) runs nothing again: the mesh
+   * de-duplicates the event and the answer is the first one's outcome (`replayed: true`, same
+   * `decisionId`), waited for when the first is still running. Over NATS the client then asks
+   * the routers on `<prefix>.outcome.<tenant>` (`queryOutcome`).
+   * @throws EventRejectedError (invalid; or `id`/`duplicate-id` when the source and id belong to
+   *   another tenant's event), NoEligibleAgentError, DeadLetteredError (with `reason`),
    *   InvocationFailedError (ran and failed), TimeoutError (no outcome within `timeoutMs`)
    */
   invoke<T = unknown>(
@@ -181,28 +193,69 @@ function natsTransport(o: NatsClientOptions, c: ResolvedCommon): ClientTransport
     },
     async request(event, tenant, timeoutMs) {
       const inbox = `${conn.info.inboxPrefix}.${randomUUID().replace(/-/g, '')}`;
-      let cancel: () => void = () => {};
-      const answered = new Promise<Answer>((resolve, reject) => {
-        const sub = conn.nc.subscribe(inbox, {
-          max: 1,
-          callback: (err, msg) => {
-            cancel();
-            if (err) {
-              reject(new TransportError(`waiting for the answer to event ${event.id} failed`, { cause: err }));
+      const started = c.clock.monotonicMs();
+      return new Promise<Answer>((resolve, reject) => {
+        let done = false;
+        let cancelTimer: () => void = () => {};
+        let sub: ReturnType<MeshConnection['nc']['subscribe']> | undefined;
+        const finish = (settle: () => void): void => {
+          if (done) return;
+          done = true;
+          cancelTimer();
+          if (sub && !sub.isClosed()) sub.unsubscribe();
+          settle();
+        };
+        const settleWith = (data: Uint8Array): void => {
+          try {
+            const answer = parseAnswer(JSON.parse(textDecoder.decode(data)));
+            finish(() => resolve(answer));
+          } catch (e) {
+            finish(() => reject(toMeshError(e)));
+          }
+        };
+        /**
+         * The ingress de-duplicated the event (a re-send of the same source and id): no router
+         * sees this copy nor its inbox, so ask the routers for the first one's outcome for what is
+         * left of the wait (a router working on it answers when it finishes). No outcome: keep
+         * waiting on the inbox until the timeout, as before.
+         */
+        const askOutcome = async (): Promise<void> => {
+          for (let attempt = 1; !done; attempt++) {
+            const waitMs = Math.floor(started + timeoutMs - c.clock.monotonicMs());
+            if (waitMs <= 0) return;
+            let bytes: Uint8Array | undefined;
+            try {
+              bytes = await queryOutcome(conn, { source: event.source, id: event.id, tenant, waitMs }, { names });
+            } catch (err) {
+              const e = toMeshError(err);
+              // The router asked stopped while waiting: another one may answer.
+              if (e.code === ErrorCode.SHUTTING_DOWN && e.retryable && attempt < OUTCOME_QUERY_ATTEMPTS) continue;
+              if (e.code === ErrorCode.INVALID_EVENT)
+                finish(() => reject(new EventRejectedError(event.id, e.toJSON())));
+              else finish(() => reject(e));
               return;
             }
-            try {
-              resolve(parseAnswer(JSON.parse(textDecoder.decode(msg.data))));
-            } catch (e) {
-              reject(toMeshError(e));
+            if (bytes !== undefined) settleWith(bytes);
+            return;
+          }
+        };
+        sub = conn.nc.subscribe(inbox, {
+          max: 1,
+          callback: (err, msg) => {
+            if (err) {
+              finish(() =>
+                reject(new TransportError(`waiting for the answer to event ${event.id} failed`, { cause: err })),
+              );
+              return;
             }
+            settleWith(msg.data);
           },
         });
-        cancel = c.clock.setTimeout(() => {
-          sub.unsubscribe();
-          reject(new TimeoutError(`invocation of event ${event.id}`, timeoutMs, { details: { eventId: event.id } }));
+        cancelTimer = c.clock.setTimeout(() => {
+          finish(() =>
+            reject(new TimeoutError(`invocation of event ${event.id}`, timeoutMs, { details: { eventId: event.id } })),
+          );
         }, timeoutMs);
-        const started = c.clock.monotonicMs();
         publishEvent(conn, event, {
           ...(tenant ? { tenant } : {}),
           names,
@@ -211,18 +264,20 @@ function natsTransport(o: NatsClientOptions, c: ResolvedCommon): ClientTransport
           timeoutMs: Math.min(timeoutMs, c.publishTimeoutMs),
         }).then(
           (ack) => {
-            if (ack.duplicate)
-              c.logger.debug('event was a duplicate; waiting for the recorded answer', { id: event.id });
-            c.logger.debug('event accepted', { id: event.id, seq: ack.seq, ms: c.clock.monotonicMs() - started });
+            c.logger.debug('event accepted', {
+              id: event.id,
+              seq: ack.seq,
+              duplicate: ack.duplicate,
+              ms: c.clock.monotonicMs() - started,
+            });
+            if (ack.duplicate && !done) {
+              c.logger.debug('event was a duplicate; asking the routers for its outcome', { id: event.id });
+              void askOutcome();
+            }
           },
-          (err: unknown) => {
-            cancel();
-            sub.unsubscribe();
-            reject(toMeshError(err));
-          },
+          (err: unknown) => finish(() => reject(toMeshError(err))),
         );
       });
-      return answered;
     },
   };
 }

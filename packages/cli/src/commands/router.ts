@@ -19,6 +19,7 @@ import { createPolicyHolder, type PolicyHolder } from '@meshroute/policy';
 import {
   createRouter,
   DUPLICATE_PUBLISH,
+  encodeAnswer,
   type HttpIngress,
   type HttpIngressAuth,
   type IngressPublisher,
@@ -47,6 +48,7 @@ import {
   natsWorkloadRegistry,
   provisionMesh,
   publishEvent,
+  serveOutcomeQueries,
 } from '@meshroute/transport-nats';
 import { type Command, Option } from 'commander';
 import { parse as parseYaml } from 'yaml';
@@ -292,6 +294,16 @@ export async function startRouterProcess(options: RouterProcessOptions = {}): Pr
     }
 
     await router.start();
+    // A producer whose re-sent event the ingress de-duplicated asks for the first one's outcome.
+    const stopOutcomeQueries = serveOutcomeQueries(
+      conn,
+      async (q) => {
+        const a = await router.outcome({ source: q.source, id: q.id, tenant: q.tenant }, { waitMs: q.waitMs });
+        return a ? encodeAnswer(a) : undefined;
+      },
+      { logger },
+    );
+    cleanups.push(stopOutcomeQueries);
     // During and after a NATS outage the registry hears no heartbeats: work that finds no agent
     // waits while disconnected, and agents get one loss window after the reconnect to announce
     // themselves before work is dead-lettered for lack of agents.
