@@ -4,8 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import { createClient, EventRejectedError } from '@meshroute/client';
 import type { CapacityReport, WorkResult } from '@meshroute/mesh';
-import { noopLogger } from '@meshroute/mesh';
+import { meshNames, noopLogger } from '@meshroute/mesh';
 import { startNatsServer, type TestNatsServer, waitFor } from '@meshroute/testing';
 import { connectMesh, type MeshConnection, natsAgentMesh, natsWorkloadRegistry } from '@meshroute/transport-nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -57,6 +58,9 @@ describe('meshroute router process (startRouterProcess)', () => {
   let proc: RouterProcess;
   let agentConn: MeshConnection;
   let beats: NodeJS.Timeout;
+  /** How often the agent ran each event (by id); work for an id in `held` waits for its latch. */
+  const runs = new Map<string, number>();
+  const held = new Map<string, Promise<void>>();
 
   beforeAll(async () => {
     nats = await startNatsServer();
@@ -73,9 +77,10 @@ describe('meshroute router process (startRouterProcess)', () => {
     });
     await waitFor('echo registered at the router', () => proc.router.knowsWorkload('echo'), { timeoutMs: 5_000 });
     const mesh = natsAgentMesh(agentConn);
-    mesh.serveWork(
-      'de-1',
-      async (w): Promise<WorkResult> => ({
+    mesh.serveWork('de-1', async (w): Promise<WorkResult> => {
+      runs.set(w.event.id, (runs.get(w.event.id) ?? 0) + 1);
+      await held.get(w.event.id);
+      return {
         schema: 'meshroute.result/v1',
         workId: w.workId,
         eventId: w.event.id,
@@ -87,8 +92,8 @@ describe('meshroute router process (startRouterProcess)', () => {
         queueMs: 0,
         executionMs: 1,
         finishedAtMs: Date.now(),
-      }),
-    );
+      };
+    });
     let seq = 0;
     const beat = () => void mesh.publishCapacity(report('de-1', 'DE', ++seq));
     beat();
@@ -234,6 +239,81 @@ describe('meshroute router process (startRouterProcess)', () => {
       body,
     });
     expect(plain.status).toBe(202);
+  });
+
+  it("answers `meshroute publish --wait` sent again over NATS from the first one's outcome; another tenant's re-send is refused", async () => {
+    const id = randomUUID();
+    const publish = async (...extra: string[]) => {
+      let out = '';
+      const ctx: CliContext = {
+        stdout: new Writable({
+          write(chunk, _enc, cb) {
+            out += String(chunk);
+            cb();
+          },
+        }),
+        stderr: new Writable({ write: (_c, _e, cb) => cb() }),
+        env: {},
+        exitCode: 0,
+        logger: () => noopLogger,
+      };
+      const args = ['--nats-url', nats.url, '--id', id, '--source', '/cli-test/nats-resend', '--workload', 'echo'];
+      const code = await main(
+        ['node', 'meshroute', 'publish', ...args, '--wait', '--json', '--timeout-ms', '10000', ...extra],
+        ctx,
+      );
+      return { code: ctx.exitCode || code, out: JSON.parse(out) as Record<string, unknown> };
+    };
+    const first = await publish();
+    expect(first).toMatchObject({ code: 0, out: { ok: true, id, agent: { id: 'de-1' } } });
+    // The ingress de-duplicates the re-send: before, nobody answered it and it timed out (exit 3).
+    const again = await publish();
+    expect(again).toMatchObject({
+      code: 0,
+      out: { ok: true, id, agent: { id: 'de-1' }, decisionId: first.out.decisionId, output: { hello: 'from de-1' } },
+    });
+    expect(runs.get(id)).toBe(1);
+    const other = await publish('--tenant', 'other');
+    expect(other.code).toBe(2);
+    expect(other.out).toMatchObject({
+      ok: false,
+      error: { code: 'INVALID_EVENT', details: { attribute: 'id', rule: 'duplicate-id' } },
+    });
+    expect(runs.get(id)).toBe(1);
+  });
+
+  it('answers a re-send over NATS while the first is still running, once the router finishes it (replayed)', async () => {
+    const producer = await connectMesh({ servers: nats.url, name: 'producer-resend' });
+    const id = randomUUID();
+    let release!: () => void;
+    held.set(id, new Promise<void>((r) => (release = r)));
+    try {
+      const client = createClient({ nats: producer, source: '/cli-test/nats-resend-running' });
+      const invoke = () => client.invoke('echo', undefined, {}, { id, timeoutMs: 10_000 });
+      const first = invoke();
+      await waitFor('the agent runs the first', () => runs.get(id) === 1, { timeoutMs: 5_000 });
+      // Hold the first until the re-send's outcome question is out (the router waits for its own work).
+      const asked = new Promise<void>((r) => {
+        producer.nc.subscribe(meshNames().outcomeWildcard, { max: 1, callback: () => r() });
+      });
+      await producer.nc.flush();
+      const again = invoke();
+      await asked;
+      release();
+      const [a1, a2] = await Promise.all([first, again]);
+      expect(a1.replayed).toBe(false);
+      expect(a2).toMatchObject({ replayed: true, decisionId: a1.decisionId, agent: { id: 'de-1' } });
+      expect(runs.get(id)).toBe(1);
+      // Another tenant is not told this outcome (EventRejectedError, as over HTTP).
+      const err = await client
+        .invoke('echo', undefined, { tenant: 'other' }, { id, timeoutMs: 10_000 })
+        .catch((e) => e);
+      expect(err).toBeInstanceOf(EventRejectedError);
+      expect(err).toMatchObject({ rule: 'duplicate-id' });
+    } finally {
+      release();
+      await producer.close();
+    }
   });
 
   it('records decisions that `meshroute decisions --event` finds', async () => {
