@@ -11,11 +11,22 @@ describe('meshroute security init (pure parts)', () => {
     expect(p.allowResponses).toBe(true);
   });
 
-  it('scopes a producer to the ingress subjects of its tenants, under a custom prefix too', () => {
+  it('scopes a producer to the ingress and outcome subjects of its tenants, under a custom prefix too', () => {
     const p = rolePermissions(meshNames('acme'), { role: 'producer', name: 'web', tenants: ['t1', 't2'] });
-    expect(p.publish).toEqual(['acme.ingress.t1', 'acme.ingress.t2']);
+    expect(p.publish).toEqual(['acme.ingress.t1', 'acme.outcome.t1', 'acme.ingress.t2', 'acme.outcome.t2']);
     expect(p.subscribe).toEqual(['_INBOX_acme.producer.web.>']);
     expect(p.allowResponses).toBe(false);
+  });
+
+  it('lets routers serve the outcome questions of every tenant and answer them', () => {
+    const p = rolePermissions(meshNames('acme'), { role: 'router', name: 'r1' });
+    expect(p.subscribe).toContain('acme.outcome.*');
+    expect(p.allowResponses).toBe(true);
+    // Agents and operators neither ask nor answer outcome questions.
+    for (const role of ['agent', 'operator'] as const) {
+      const other = rolePermissions(meshNames('acme'), { role, name: 'x' });
+      expect([...other.publish, ...other.subscribe].filter((s) => s.includes('.outcome.'))).toEqual([]);
+    }
   });
 
   it('rejects bad names, producers without tenants and duplicates, naming the flag', () => {

@@ -9,13 +9,15 @@
  * the global account these users live in.
  *
  * Roles:
- * - `producer`: publish CloudEvents to `<prefix>.ingress.<tenant>` for its own tenants only, and
- *   receive on its own inbox (`_INBOX_<prefix>.producer.<name>.>`): JetStream acks and outcomes.
+ * - `producer`: publish CloudEvents to `<prefix>.ingress.<tenant>` and ask for the outcome of a
+ *   re-sent event on `<prefix>.outcome.<tenant>`, for its own tenants only, and receive on its own
+ *   inbox (`_INBOX_<prefix>.producer.<name>.>`): JetStream acks and outcomes.
  * - `agent`: receive only its own work (`<prefix>.work.<id>`), answer it (`allow_responses`),
  *   publish only its own capacity (`<prefix>.capacity.<id>`), read the workloads KV bucket and
  *   the artifacts Object Store.
  * - `router`: dispatch work, read capacity, publish results, decisions and dead letters, reply to
- *   producers, and the JetStream API (routers provision and consume the mesh).
+ *   producers, answer their outcome questions (`<prefix>.outcome.*`), and the JetStream API
+ *   (routers provision and consume the mesh).
  * - `operator`: read the decisions, results and dead-letter streams and the agents bucket.
  * - `admin`: everything (provisioning, `meshroute workload register`, policy pushes).
  */
@@ -137,7 +139,7 @@ export function rolePermissions(names: MeshNames, spec: SecurityIdentitySpec): S
         }
       }
       return {
-        publish: tenants.map((t) => names.ingressSubject(t)),
+        publish: tenants.flatMap((t) => [names.ingressSubject(t), names.outcomeSubject(t)]),
         subscribe: [inbox],
         allowResponses: false,
       };
@@ -171,7 +173,7 @@ export function rolePermissions(names: MeshNames, spec: SecurityIdentitySpec): S
           `$KV.${names.buckets.workloads}.>`,
           `$O.${names.artifacts}.>`,
         ],
-        subscribe: [names.capacityWildcard, `${p}.router.>`, `${names.replyPrefix}.>`],
+        subscribe: [names.capacityWildcard, `${p}.router.>`, names.outcomeWildcard, `${names.replyPrefix}.>`],
         allowResponses: true,
       };
     case 'operator':
