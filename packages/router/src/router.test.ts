@@ -493,6 +493,14 @@ describe('router engine', () => {
     expect(about('silent')).toEqual(['warn agent lost']);
   });
 
+  it('stop() settles outcome() waits at once (undefined), and a stopped router answers none', async () => {
+    await make();
+    const pending = router.outcome({ source: '/test', id: 'waiting' }, { waitMs: 300_000 });
+    await router.stop({ drainTimeoutMs: 0 });
+    expect(await pending).toBeUndefined();
+    expect(await router.outcome({ source: '/test', id: 'after' }, { waitMs: 300_000 })).toBeUndefined();
+  });
+
   it('outcome() of an event nobody recorded resolves undefined after its wait', async () => {
     await make();
     const pending = router.outcome({ source: '/test', id: 'never' }, { waitMs: 1_000 });

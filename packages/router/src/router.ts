@@ -1081,6 +1081,9 @@ export function createRouter(deps: CreateRouterOptions): Router {
     };
   };
 
+  /** Waits of {@link Router.outcome} in progress, each settled `undefined` by `stop()`. */
+  const outcomeWaits = new Set<() => void>();
+
   /** See {@link Router.outcome}. */
   const awaitOutcome = (
     event: { source: string; id: string; tenant?: unknown },
@@ -1095,6 +1098,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
       const settle = (a: RouterAnswer | undefined, ofTenant?: string): void => {
         if (settled) return;
         settled = true;
+        outcomeWaits.delete(abandon);
         cancelTimer?.();
         cancelPoll?.();
         waiters.get(key)?.delete(onAnswer);
@@ -1107,6 +1111,12 @@ export function createRouter(deps: CreateRouterOptions): Router {
       };
       const onAnswer = (a: RouterAnswer, ofTenant: string | undefined): void =>
         settle({ ...a, replayed: true }, ofTenant);
+      const abandon = (): void => settle(undefined);
+      if (lifecycle === 'stopping' || lifecycle === 'stopped') {
+        resolve(undefined);
+        return;
+      }
+      outcomeWaits.add(abandon);
       cancelTimer = clock.setTimeout(() => settle(undefined), waitMs);
       let set = waiters.get(key);
       if (!set) {
@@ -1592,6 +1602,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
       const drainTimeoutMs = stopOptions.drainTimeoutMs ?? options.dispatchTimeoutMs;
       if (lifecycle === 'stopped' || lifecycle === 'stopping') return;
       lifecycle = 'stopping';
+      for (const abandon of [...outcomeWaits]) abandon();
       unsubscribeCapacity?.();
       cancelStoreWatch?.();
       cancelStoreWatch = undefined;

@@ -6,7 +6,6 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import {
-  type AgentView,
   type BundleDiff,
   diffBundles,
   type Explanation,

@@ -159,6 +159,8 @@ function renderResult(r: InvokeResult): Record<string, unknown> {
     ...(r.outputBytes !== undefined ? { outputBase64: Buffer.from(r.outputBytes).toString('base64') } : {}),
     ...(r.contentType !== undefined ? { contentType: r.contentType } : {}),
     executionMs: r.executionMs,
+    // Answered from the recorded outcome of the same event sent before (it did not run again).
+    ...(r.replayed ? { replayed: true } : {}),
   };
 }
 

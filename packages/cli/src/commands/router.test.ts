@@ -270,8 +270,16 @@ describe('meshroute router process (startRouterProcess)', () => {
     const again = await publish();
     expect(again).toMatchObject({
       code: 0,
-      out: { ok: true, id, agent: { id: 'de-1' }, decisionId: first.out.decisionId, output: { hello: 'from de-1' } },
+      out: {
+        ok: true,
+        id,
+        agent: { id: 'de-1' },
+        decisionId: first.out.decisionId,
+        output: { hello: 'from de-1' },
+        replayed: true,
+      },
     });
+    expect(first.out.replayed).toBeUndefined();
     expect(runs.get(id)).toBe(1);
     const other = await publish('--tenant', 'other');
     expect(other.code).toBe(2);

@@ -318,8 +318,8 @@ export async function startRouterProcess(options: RouterProcessOptions = {}): Pr
       for await (const s of router.status()) {
         if (s.type === 'storeDegraded') logger.warn('router degraded: state store unavailable', { error: s.error });
         else if (s.type === 'storeRecovered') logger.info('router recovered: state store available');
-        else if (s.type === 'agentLost') logger.warn('agent lost', { agentId: s.agentId, inFlight: s.inFlight });
         else if (s.type === 'agentJoined') logger.info('agent joined', { agentId: s.agentId });
+        // Lost and departed agents are logged by the engine itself (warn and info).
       }
     })();
     let http: HttpIngress;
