@@ -67,7 +67,7 @@ runEventSourceSuite('natsEventSource', async ({ maxInFlight, maxDeliver }) => {
       const headers = new Map(Object.entries(options.headers ?? {}));
       if (options.replyTo !== undefined) headers.set(REPLY_TO_HEADER, options.replyTo);
       await conn.js.publish(
-        names.ingressSubject('_'),
+        options.admitted ? names.admittedIngressSubject('_') : names.ingressSubject('_'),
         body,
         headers.size > 0 ? { headers: headersFromMap(headers) } : {},
       );

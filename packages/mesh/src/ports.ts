@@ -180,6 +180,12 @@ export interface IngressDelivery {
    * (JetStream's `max_deliver`). `undefined` when the source redelivers without limit.
    */
   deliveriesLeft?: number | undefined;
+  /**
+   * The edge that accepted the event already counted it against its tenant's rate limit (the
+   * router's HTTP ingress publishes such events on `admittedIngressSubject`); the router counts
+   * the others.
+   */
+  admitted?: boolean | undefined;
   /** Done: never deliver again. */
   ack(): Promise<void>;
   /** Not done: deliver again after `delayMs`. */

@@ -15,6 +15,12 @@ export interface MeshNames {
   ingressSubject(tenant?: string): string;
   /** Wildcard for the ingress stream. */
   ingressWildcard: string;
+  /**
+   * Where an edge that already counted an event against its tenant's rate limit (the router's HTTP
+   * ingress) publishes it: `<prefix>.ingress.<tenant>.admitted`, in the same stream. Producers'
+   * permissions (`meshroute security init`) do not include it, so the mark cannot be forged.
+   */
+  admittedIngressSubject(tenant?: string): string;
   /** Work for one agent (request/reply): `<prefix>.work.<agentId>`. */
   workSubject(agentId: string): string;
   /** Capacity heartbeats: `<prefix>.capacity.<agentId>`. */
@@ -67,6 +73,7 @@ export function meshNames(prefix: string = DEFAULT_SUBJECT_PREFIX): MeshNames {
     prefix,
     ingressSubject: (tenant) => `${prefix}.ingress.${tenantToken(tenant)}`,
     ingressWildcard: `${prefix}.ingress.>`,
+    admittedIngressSubject: (tenant) => `${prefix}.ingress.${tenantToken(tenant)}.admitted`,
     workSubject: (agentId) => `${prefix}.work.${agentId}`,
     capacitySubject: (agentId) => `${prefix}.capacity.${agentId}`,
     capacityWildcard: `${prefix}.capacity.*`,

@@ -501,6 +501,39 @@ describe('router engine', () => {
     expect(await router.outcome({ source: '/test', id: 'after' }, { waitMs: 300_000 })).toBeUndefined();
   });
 
+  it("limits each tenant's events from NATS producers (first deliveries only; HTTP-admitted events were counted at the edge)", async () => {
+    mesh.agents.set('a', async (w) => okResult(w));
+    await make({ tenantRateLimits: { acme: { limit: 2, windowMs: 60_000 } } });
+    mesh.heartbeat(capacity('a', { sentAtMs: clock.now() }));
+    const acme = (id: string, extra: Record<string, unknown> = {}) =>
+      Object.assign(delivery(cloudEvent(id, { tenant: 'acme' }), `_INBOX.${id}`), extra);
+    const runs = [
+      acme('r1'),
+      acme('r2'),
+      acme('r3'),
+      acme('r4', { admitted: true }),
+      acme('r5', { redeliveryCount: 1 }),
+    ];
+    for (const d of runs) await router.handleDelivery(d);
+    await router.handleDelivery(delivery(cloudEvent('other-tenant', { tenant: 'globex' })));
+    await flush();
+    expect(runs.map((d) => d.acked)).toEqual([1, 1, 1, 1, 1]);
+    // r3 is the third event in the window; r4 was counted by the HTTP ingress, r5 at its first delivery.
+    expect(mesh.dispatched.map((w) => w.event.id).sort()).toEqual(['other-tenant', 'r1', 'r2', 'r4', 'r5']);
+    expect(mesh.deadLetters.map((d) => [d.eventId, d.reason, d.error.details?.rule])).toEqual([
+      ['r3', 'BUDGET_EXCEEDED', 'rate-limit'],
+    ]);
+    expect(mesh.replies.find((r) => r.replyTo === '_INBOX.r3')?.body).toMatchObject({
+      outcome: 'dead-lettered',
+      error: { code: 'BUDGET_EXCEEDED', details: { tenant: 'acme', limit: 2, retryAfterMs: expect.any(Number) } },
+    });
+    // A new window admits again.
+    await clock.advanceAsync(60_000);
+    mesh.heartbeat(capacity('a', { sentAtMs: clock.now() }));
+    await router.handleDelivery(acme('r6'));
+    expect(mesh.dispatched.map((w) => w.event.id)).toContain('r6');
+  });
+
   it('outcome() of an event nobody recorded resolves undefined after its wait', async () => {
     await make();
     const pending = router.outcome({ source: '/test', id: 'never' }, { waitMs: 1_000 });

@@ -152,7 +152,8 @@ export interface Router {
   /**
    * Accept an already validated event from an edge (HTTP): publish it into ingress when an
    * {@link IngressPublisher} is configured, else process it here. With `waitMs`, resolve with the
-   * answer (`undefined` on timeout).
+   * answer (`undefined` on timeout). The edge applies the tenant rate limit itself ({@link admit})
+   * before; the event is not counted again.
    */
   submit(event: RouterEvent, options?: { waitMs?: number }): Promise<RouterAnswer | undefined>;
   /** Whether new work should be pushed back (queue or in-flight bound reached). */
@@ -1422,6 +1423,34 @@ export function createRouter(deps: CreateRouterOptions): Router {
         invalid = { reason: 'INVALID_INTENT', error: toMeshError(err).toJSON() };
       }
     }
+    // Tenant rate limits: events from NATS producers count here, once (their first delivery);
+    // the HTTP ingress counted its own before publishing them (`admitted`).
+    const rateTenant = intent?.tenant;
+    if (
+      !invalid &&
+      rateTenant !== undefined &&
+      options.tenantRateLimits[rateTenant] !== undefined &&
+      !delivery.admitted &&
+      delivery.redeliveryCount === 0
+    ) {
+      const admission = await router.admit(rateTenant, 1);
+      if (!admission.allowed) {
+        invalid = {
+          reason: 'BUDGET_EXCEEDED',
+          error: deadLetterError(
+            'BUDGET_EXCEEDED',
+            `tenant ${rateTenant} is over its rate limit of ${admission.limit} events per ${admission.windowMs} ms; retry after ${admission.retryAfterMs} ms`,
+            {
+              rule: 'rate-limit',
+              tenant: rateTenant,
+              limit: admission.limit,
+              windowMs: admission.windowMs,
+              retryAfterMs: admission.retryAfterMs,
+            },
+          ),
+        };
+      }
+    }
     let key = event ? idempotencyKey(event) : `invalid#${randomUUID()}`;
     let existing = items.get(key);
     if (existing && !invalid && existing.intent?.tenant !== intent?.tenant) {
@@ -1539,6 +1568,8 @@ export function createRouter(deps: CreateRouterOptions): Router {
         body,
         replyTo: undefined,
         redeliveryCount: redeliveries,
+        // The edge calling submit() applies admission itself (`admit()`, as the HTTP ingress does).
+        admitted: true,
         ack: async () => {},
         nak: (delayMs) => {
           redeliveries++;

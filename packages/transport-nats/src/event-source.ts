@@ -26,6 +26,9 @@ import { mapNatsError } from './errors.js';
 import { mapFromHeaders } from './headers.js';
 import { REPLY_TO_HEADER } from './publish.js';
 
+/** Last token of `admittedIngressSubject`: the event was counted against its rate limit already. */
+const ADMITTED_SUFFIX = '.admitted';
+
 /** Handlers running at once, by default. */
 export const DEFAULT_MAX_IN_FLIGHT = 64;
 /** How long one pull request waits for messages before it is renewed. */
@@ -122,6 +125,7 @@ class JsDelivery implements IngressDelivery {
   readonly replyTo: string | undefined;
   readonly redeliveryCount: number;
   readonly deliveriesLeft: number | undefined;
+  readonly admitted: boolean;
   /** How the delivery was settled, if it was. */
   settled: 'ack' | 'nak' | 'term' | undefined;
 
@@ -138,6 +142,7 @@ class JsDelivery implements IngressDelivery {
     this.replyTo = reply === undefined || reply === '' ? undefined : reply;
     this.redeliveryCount = Math.max(0, msg.info.deliveryCount - 1);
     this.deliveriesLeft = maxDeliver > 0 ? Math.max(0, maxDeliver - msg.info.deliveryCount) : undefined;
+    this.admitted = msg.subject.endsWith(ADMITTED_SUFFIX);
   }
 
   /** Stream sequence, for logs. */

@@ -49,6 +49,12 @@ export interface PublishEventOptions {
   tenant?: string;
   /** Override the de-duplication id. @default eventMsgId(event) */
   msgId?: string;
+  /**
+   * The caller already counted the event against its tenant's rate limit (the router's HTTP
+   * ingress): it goes on `admittedIngressSubject`, and routers do not count it again.
+   * @default false
+   */
+  admitted?: boolean;
   /** Where the producer waits for the outcome (carried in {@link REPLY_TO_HEADER}). */
   replyTo?: string;
   /** @default DEFAULT_PUBLISH_TIMEOUT_MS */
@@ -102,7 +108,9 @@ export async function publishEvent(
   const map = new Map(parts.headers);
   if (options.replyTo !== undefined) map.set(REPLY_TO_HEADER, options.replyTo);
   const msgId = options.msgId ?? eventMsgId(event);
-  const subject = names.ingressSubject(options.tenant);
+  const subject = options.admitted
+    ? names.admittedIngressSubject(options.tenant)
+    : names.ingressSubject(options.tenant);
   let ack: PubAck;
   try {
     ack = await conn.js.publish(subject, parts.body, {

@@ -142,7 +142,8 @@ function natsIngressPublisher(
     async publish(event: RouterEvent, options: { waitMs: number | undefined }) {
       const tenant = typeof event.tenant === 'string' ? event.tenant : undefined;
       if (options.waitMs === undefined) {
-        const ack = await publishEvent(conn, event, tenant ? { tenant } : {});
+        // Admitted: the HTTP ingress counted it against its tenant's rate limit already.
+        const ack = await publishEvent(conn, event, { admitted: true, ...(tenant ? { tenant } : {}) });
         return ack.duplicate ? DUPLICATE_PUBLISH : undefined;
       }
       const replyTo = `${prefix}.${++n}`;
@@ -159,7 +160,7 @@ function natsIngressPublisher(
         });
       });
       try {
-        const ack = await publishEvent(conn, event, { replyTo, ...(tenant ? { tenant } : {}) });
+        const ack = await publishEvent(conn, event, { replyTo, admitted: true, ...(tenant ? { tenant } : {}) });
         if (ack.duplicate) {
           // De-duplicated: no answer comes to this inbox; the router answers from the first one.
           clearTimeout(timer);

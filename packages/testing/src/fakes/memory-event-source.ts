@@ -34,6 +34,8 @@ export interface MemoryEventSourceOptions {
 export interface PushOptions {
   headers?: ReadonlyMap<string, string> | Record<string, string>;
   replyTo?: string;
+  /** Published on the admitted ingress subject (counted against its rate limit by the edge). */
+  admitted?: boolean;
 }
 
 /** One message of the fake, with its fate. */
@@ -43,6 +45,8 @@ export interface MemoryMessage {
   headers: ReadonlyMap<string, string>;
   body: Uint8Array;
   replyTo: string | undefined;
+  /** Counted against its tenant's rate limit by the edge that published it. */
+  admitted: boolean;
   /** Deliveries so far. */
   deliveries: number;
   state: 'pending' | 'in-flight' | 'waiting' | 'acked' | 'terminated' | 'exhausted';
@@ -160,6 +164,7 @@ export function memoryEventSource(options: MemoryEventSourceOptions = {}): Memor
       replyTo: m.replyTo,
       redeliveryCount: m.deliveries - 1,
       deliveriesLeft: maxDeliver === undefined ? undefined : maxDeliver - m.deliveries,
+      admitted: m.admitted,
       async ack() {
         if (settledAs !== undefined) return;
         settledAs = 'ack';
@@ -226,6 +231,7 @@ export function memoryEventSource(options: MemoryEventSourceOptions = {}): Memor
         headers: new Map(h instanceof Map ? h : Object.entries(h ?? {})),
         body: typeof body === 'string' ? enc.encode(body) : new Uint8Array(body),
         replyTo: pushOptions.replyTo,
+        admitted: pushOptions.admitted === true,
         deliveries: 0,
         state: 'pending',
       };

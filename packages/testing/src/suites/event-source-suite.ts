@@ -8,7 +8,10 @@ export interface EventSourceFixture {
   /** A fresh source over an empty ingress, not started. */
   source: EventSource;
   /** Publish one raw message to the ingress the source reads. */
-  publish(body: Uint8Array, options?: { headers?: Record<string, string>; replyTo?: string }): Promise<void>;
+  publish(
+    body: Uint8Array,
+    options?: { headers?: Record<string, string>; replyTo?: string; admitted?: boolean },
+  ): Promise<void>;
   cleanup?: () => void | Promise<void>;
 }
 
@@ -87,6 +90,20 @@ export function runEventSourceSuite(name: string, factory: EventSourceFactory): 
       await until('the second delivery', () => seen.some((s) => s.body === 'second'));
       expect(seen.map((s) => s.body)).toEqual(['first', 'second']);
       expect(seen[1]?.replyTo).toBeUndefined();
+    });
+
+    it('says which messages an edge published as admitted (counted against their rate limit already)', async () => {
+      const fx = await make();
+      const admitted = new Map<string, boolean | undefined>();
+      await fx.source.start(async (d) => {
+        admitted.set(dec.decode(d.body), d.admitted);
+        await d.ack();
+      });
+      await fx.publish(enc.encode('from-a-producer'));
+      await fx.publish(enc.encode('from-the-http-ingress'), { admitted: true });
+      await until('both', () => admitted.size === 2);
+      expect(admitted.get('from-a-producer')).toBeFalsy();
+      expect(admitted.get('from-the-http-ingress')).toBe(true);
     });
 
     it("redelivers a nak'ed message with redeliveryCount + 1", async () => {
