@@ -137,20 +137,15 @@ describe('meshroute up, stopped with Ctrl-C', () => {
     expect(existsSync(join(dataDir, UP_LOCK_FILE))).toBe(false);
 
     const shutdown = err.slice(beforeStop);
-    expect(shutdown).toContain('SIGINT: stopping agents, router and nats-server...');
+    expect(shutdown).toContain('SIGINT: stopping router, agents and nats-server...');
     expect(shutdown).toContain('stopped.');
     const lines = logLines(shutdown);
     // The mesh stayed up until the router had stopped: no disconnect, nothing at error level.
     expect(lines.filter((l) => /mesh disconnected/.test(l.msg ?? ''))).toEqual([]);
     expect(lines.filter((l) => (l.level ?? 0) >= 50)).toEqual([]);
-    // Every agent drained and left; the router saw each of them leave (the only "agent lost" it
-    // reports: an agent that left the mesh itself, with no work on it), never one that went silent.
+    // Every agent drained and left, after the router had stopped: the router saw none of them
+    // leave (it stops first, so that no event arrives with no agent to run it).
     expect(lines.filter((l) => l.msg === 'agent stopped').map((l) => l.agentId)).toHaveLength(4);
-    const lost = lines.filter((l) => l.msg === 'agent lost');
-    const left = new Set(lost.filter((l) => l.reason === 'agent left the mesh').map((l) => l.agentId));
-    for (const l of lost) {
-      expect(l.inFlight, JSON.stringify(l)).toBe(0);
-      expect(left.has(l.agentId), JSON.stringify(l)).toBe(true);
-    }
+    expect(lines.filter((l) => l.msg === 'agent lost' || l.msg === 'agent left')).toEqual([]);
   });
 });

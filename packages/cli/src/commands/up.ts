@@ -5,9 +5,12 @@
  * (WebAssembly in the EU and in the US, a GPU node, a quantum simulator), prints what runs where,
  * and stops everything cleanly on Ctrl-C (SIGINT) or SIGTERM.
  *
- * Shutdown order: the agents drain and leave, the router stops (HTTP first, then it hands
- * unfinished work back to the ingress and drains its connection), and only then nats-server stops
- * (SIGTERM, SIGKILL after its stop timeout). The server runs in a process group of its own, so the
+ * Shutdown order: the router stops first (HTTP first, then it stops taking ingress, lets the work
+ * in flight finish on the agents, still running, hands anything else back to the ingress and drains
+ * its connection), then the agents drain and leave, and only then nats-server stops (SIGTERM,
+ * SIGKILL after its stop timeout). Stopping the agents first would leave the router open to new
+ * events with no agent to run them (dead-lettered for lack of an eligible agent) and hand the work
+ * in flight back instead of finishing it. The server runs in a process group of its own, so the
  * terminal's Ctrl-C does not reach it, and `killOnExit` leaves it alone because this command
  * handles the signal. A second Ctrl-C (no handler left) kills what still runs and exits at once.
  */
@@ -344,7 +347,8 @@ export async function startLocalMesh(options: UpOptions, loggerFor: (component: 
       ...(options.redisUrl ? { redisUrl: options.redisUrl } : {}),
       logger: loggerFor('router'),
     });
-    stops.push({ component: 'router', stop: () => router.stop() });
+    const routerStop = { component: 'router', stop: () => router.stop() };
+    stops.push(routerStop);
     rows.push({
       component: `router ${router.routerId}`,
       where: `HTTP ingress http://127.0.0.1:${router.httpPort}/events  health /healthz  state ${options.redisUrl ? 'redis' : 'memory'}`,
@@ -354,7 +358,8 @@ export async function startLocalMesh(options: UpOptions, loggerFor: (component: 
       // One stop for all agents, in parallel: each drains and leaves on its own (a sequential stop
       // took about a second per agent).
       const agents: AgentProcess[] = [];
-      stops.push({
+      // Stopped after the router (stops run in reverse): see the module doc.
+      stops.splice(stops.indexOf(routerStop), 0, {
         component: 'agents',
         stop: async () => {
           const results = await Promise.allSettled(agents.splice(0).map((a) => a.stop()));
@@ -441,7 +446,7 @@ export function register(program: Command, ctx: CliContext): void {
       );
       await new Promise<void>((resolveSignal) => {
         const onSignal = (signal: NodeJS.Signals) => {
-          ctx.stderr.write(`\n${signal}: stopping agents, router and nats-server... (again to kill at once)\n`);
+          ctx.stderr.write(`\n${signal}: stopping router, agents and nats-server... (again to kill at once)\n`);
           process.off('SIGINT', onSignal);
           process.off('SIGTERM', onSignal);
           resolveSignal();
