@@ -1,35 +1,8 @@
-import { Writable } from 'node:stream';
-import { noopLogger } from '@meshroute/mesh';
 import { sampleCapacityReport } from '@meshroute/testing';
 import { describe, expect, it } from 'vitest';
-import type { CliContext } from '../context.js';
 import { main } from '../main.js';
+import { testContext } from '../test-support/context.js';
 import { agentRows, agentState, formatAgentsTable, livenessThresholds } from './agents.js';
-
-function testContext(): CliContext & { out: () => string; err: () => string } {
-  let out = '';
-  let err = '';
-  const sink = (append: (s: string) => void) =>
-    new Writable({
-      write(chunk, _enc, cb) {
-        append(String(chunk));
-        cb();
-      },
-    });
-  return {
-    stdout: sink((s) => {
-      out += s;
-    }),
-    stderr: sink((s) => {
-      err += s;
-    }),
-    env: {},
-    exitCode: 0,
-    logger: () => noopLogger,
-    out: () => out,
-    err: () => err,
-  };
-}
 
 const NOW = 1_700_000_010_000;
 const beat = (silentMs: number, status: 'ready' | 'degraded' | 'draining' | 'leaving' = 'ready') =>

@@ -1,35 +1,8 @@
-import { Writable } from 'node:stream';
-import { noopLogger } from '@meshroute/mesh';
 import { sampleDeadLetter, sampleDecisionRecord, startNatsServer, type TestNatsServer } from '@meshroute/testing';
 import { connectMesh, natsMesh, provisionMesh } from '@meshroute/transport-nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CliContext } from '../context.js';
 import { main } from '../main.js';
-
-function testContext(): CliContext & { out: () => string; err: () => string } {
-  let out = '';
-  let err = '';
-  const sink = (append: (s: string) => void) =>
-    new Writable({
-      write(chunk, _enc, cb) {
-        append(String(chunk));
-        cb();
-      },
-    });
-  return {
-    stdout: sink((s) => {
-      out += s;
-    }),
-    stderr: sink((s) => {
-      err += s;
-    }),
-    env: {},
-    exitCode: 0,
-    logger: () => noopLogger,
-    out: () => out,
-    err: () => err,
-  };
-}
+import { testContext } from '../test-support/context.js';
 
 async function decisions(url: string, ...args: string[]) {
   const ctx = testContext();

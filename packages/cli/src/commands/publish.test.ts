@@ -1,36 +1,10 @@
-import { Writable } from 'node:stream';
-import { decodeNats, meshNames, noopLogger } from '@meshroute/mesh';
+import { decodeNats, meshNames } from '@meshroute/mesh';
 import { startNatsServer, type TestNatsServer } from '@meshroute/testing';
 import { connectMesh, type MeshConnection, provisionMesh } from '@meshroute/transport-nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CliContext } from '../context.js';
 import { main } from '../main.js';
+import { testContext } from '../test-support/context.js';
 import { readData, resolvePublishFlags } from './publish.js';
-
-function testContext(env: Record<string, string> = {}): CliContext & { out: () => string; err: () => string } {
-  let out = '';
-  let err = '';
-  const sink = (append: (s: string) => void) =>
-    new Writable({
-      write(chunk, _enc, cb) {
-        append(String(chunk));
-        cb();
-      },
-    });
-  return {
-    stdout: sink((s) => {
-      out += s;
-    }),
-    stderr: sink((s) => {
-      err += s;
-    }),
-    env,
-    exitCode: 0,
-    logger: () => noopLogger,
-    out: () => out,
-    err: () => err,
-  };
-}
 
 describe('meshroute publish flags', () => {
   it('builds the intent and the event from the flags', () => {

@@ -2,16 +2,15 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { createClient, EventRejectedError } from '@meshroute/client';
 import type { CapacityReport, WorkResult } from '@meshroute/mesh';
-import { meshNames, noopLogger } from '@meshroute/mesh';
+import { meshNames } from '@meshroute/mesh';
 import { startNatsServer, type TestNatsServer, waitFor } from '@meshroute/testing';
 import { connectMesh, type MeshConnection, natsAgentMesh, natsWorkloadRegistry } from '@meshroute/transport-nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CliContext } from '../context.js';
 import { main } from '../main.js';
+import { testContext } from '../test-support/context.js';
 import { formatAgentsTable, latestReports } from './agents.js';
 import { formatDecisions, readDecisions } from './decisions.js';
 import {
@@ -244,25 +243,13 @@ describe('meshroute router process (startRouterProcess)', () => {
   it("answers `meshroute publish --wait` sent again over NATS from the first one's outcome; another tenant's re-send is refused", async () => {
     const id = randomUUID();
     const publish = async (...extra: string[]) => {
-      let out = '';
-      const ctx: CliContext = {
-        stdout: new Writable({
-          write(chunk, _enc, cb) {
-            out += String(chunk);
-            cb();
-          },
-        }),
-        stderr: new Writable({ write: (_c, _e, cb) => cb() }),
-        env: {},
-        exitCode: 0,
-        logger: () => noopLogger,
-      };
+      const ctx = testContext();
       const args = ['--nats-url', nats.url, '--id', id, '--source', '/cli-test/nats-resend', '--workload', 'echo'];
       const code = await main(
         ['node', 'meshroute', 'publish', ...args, '--wait', '--json', '--timeout-ms', '10000', ...extra],
         ctx,
       );
-      return { code: ctx.exitCode || code, out: JSON.parse(out) as Record<string, unknown> };
+      return { code: ctx.exitCode || code, out: JSON.parse(ctx.out()) as Record<string, unknown> };
     };
     const first = await publish();
     expect(first).toMatchObject({ code: 0, out: { ok: true, id, agent: { id: 'de-1' } } });
@@ -422,21 +409,9 @@ describe('meshroute router --tenant-budgets', () => {
 
 describe('meshroute router flags', () => {
   const run = async (args: string[]) => {
-    let err = '';
-    const ctx: CliContext = {
-      stdout: new Writable({ write: (_c, _e, cb) => cb() }),
-      stderr: new Writable({
-        write(chunk, _enc, cb) {
-          err += String(chunk);
-          cb();
-        },
-      }),
-      env: {},
-      exitCode: 0,
-      logger: () => noopLogger,
-    };
+    const ctx = testContext();
     const code = await main(['node', 'meshroute', 'router', ...args], ctx);
-    return { code, err };
+    return { code, err: ctx.err() };
   };
 
   it('refuses a limit that is not a positive integer, naming the flag, before connecting anywhere', async () => {

@@ -1,37 +1,10 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { noopLogger } from '@meshroute/mesh';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CliContext } from '../context.js';
 import { main } from '../main.js';
+import { testContext } from '../test-support/context.js';
 import { checkUpDirectories, lockDataDir, UP_LOCK_FILE } from './up.js';
-
-function testContext(): CliContext & { out: () => string; err: () => string } {
-  let out = '';
-  let err = '';
-  const sink = (append: (s: string) => void) =>
-    new Writable({
-      write(chunk, _enc, cb) {
-        append(String(chunk));
-        cb();
-      },
-    });
-  return {
-    stdout: sink((s) => {
-      out += s;
-    }),
-    stderr: sink((s) => {
-      err += s;
-    }),
-    env: {},
-    exitCode: 0,
-    logger: () => noopLogger,
-    out: () => out,
-    err: () => err,
-  };
-}
 
 describe('meshroute up: directories are checked before anything starts', () => {
   let dir: string;
