@@ -23,7 +23,6 @@
  *   outage may run twice: at most two results for those, exactly one for every other event.
  */
 import type { ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
 import { createClient } from '@meshroute/client';
 import { meshNames } from '@meshroute/mesh';
 import {
@@ -39,9 +38,8 @@ import {
   type AgentRun,
   followOutcomes,
   killAll,
-  REPO_ROOT,
   registerEchoWorkload,
-  spawnMeshroute,
+  spawnRedisRouter,
   startTimedAgent,
   watchGivenUp,
 } from './support/processes.js';
@@ -84,22 +82,7 @@ interface Health {
 function router(routerId: string, httpPort: number): ChildProcess {
   const logs: string[] = [];
   routerLogs.set(routerId, logs);
-  return spawnMeshroute(
-    [
-      'router',
-      '--nats-url',
-      nats.url,
-      '--redis-url',
-      redis.url,
-      '--http-port',
-      String(httpPort),
-      '--policies',
-      join(REPO_ROOT, 'policies'),
-      '--router-id',
-      routerId,
-    ],
-    { logs, children },
-  );
+  return spawnRedisRouter({ natsUrl: nats.url, redisUrl: redis.url, httpPort, routerId }, { logs, children });
 }
 
 async function startAgent(agentId: string): Promise<void> {

@@ -17,7 +17,6 @@
 
 import type { ChildProcess } from 'node:child_process';
 import { execFile } from 'node:child_process';
-import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createClient } from '@meshroute/client';
 import { meshNames } from '@meshroute/mesh';
@@ -35,9 +34,8 @@ import {
   exited,
   followOutcomes,
   killAll,
-  REPO_ROOT,
   registerEchoWorkload,
-  spawnMeshroute,
+  spawnRedisRouter,
   startTimedAgent,
   watchGivenUp,
 } from './support/processes.js';
@@ -65,22 +63,7 @@ const runs: AgentRun[] = [];
 function router(routerId: string, httpPort: number): ChildProcess {
   const logs: string[] = [];
   routerLogs.set(routerId, logs);
-  return spawnMeshroute(
-    [
-      'router',
-      '--nats-url',
-      nats.url,
-      '--redis-url',
-      redis.url,
-      '--http-port',
-      String(httpPort),
-      '--policies',
-      join(REPO_ROOT, 'policies'),
-      '--router-id',
-      routerId,
-    ],
-    { logs, children },
-  );
+  return spawnRedisRouter({ natsUrl: nats.url, redisUrl: redis.url, httpPort, routerId }, { logs, children });
 }
 
 async function startAgent(agentId: string): Promise<void> {

@@ -67,6 +67,32 @@ export function spawnMeshroute(args: string[], options: SpawnMeshrouteOptions = 
   return child;
 }
 
+/**
+ * Start `meshroute router` (see {@link spawnMeshroute}) with the shipped policies, its HTTP ingress
+ * on `httpPort`, on NATS and a Redis state store shared with the other routers.
+ */
+export function spawnRedisRouter(
+  mesh: { natsUrl: string; redisUrl: string; httpPort: number; routerId: string },
+  options: SpawnMeshrouteOptions = {},
+): ChildProcess {
+  return spawnMeshroute(
+    [
+      'router',
+      '--nats-url',
+      mesh.natsUrl,
+      '--redis-url',
+      mesh.redisUrl,
+      '--http-port',
+      String(mesh.httpPort),
+      '--policies',
+      join(REPO_ROOT, 'policies'),
+      '--router-id',
+      mesh.routerId,
+    ],
+    options,
+  );
+}
+
 /** Whether a child process is still running. */
 export function alive(child: ChildProcess): boolean {
   return child.exitCode === null && child.signalCode === null;

@@ -36,6 +36,39 @@ describe('router engine', () => {
     await router.start();
   };
 
+  /** Serve agent `id` with answers held back until the returned function is called (the latest job). */
+  const heldAgent = (id: string, output?: unknown): (() => void) => {
+    let release: () => void = () => {};
+    mesh.agents.set(id, (w) => new Promise((resolve) => (release = () => resolve(okResult(w, output)))));
+    return () => release();
+  };
+
+  /**
+   * A router whose ingress behaves as JetStream's: an event with the same source and id is
+   * published once (a re-send resolves DUPLICATE_PUBLISH); published events are delivered here.
+   */
+  const makeWithDedupIngress = async () => {
+    const published = new Set<string>();
+    const ingressPublisher: IngressPublisher = {
+      async publish(event, { waitMs }) {
+        const key = `${event.source}#${event.id}`;
+        if (published.has(key)) return DUPLICATE_PUBLISH;
+        published.add(key);
+        void router.handleDelivery(delivery(event));
+        return waitMs === undefined ? undefined : router.outcome(event, { waitMs });
+      },
+    };
+    router = createRouter({
+      mesh,
+      store: memoryStateStore({ clock }),
+      policies: testPolicy(),
+      clock,
+      routerId: 'r1',
+      ingressPublisher,
+    });
+    await router.start();
+  };
+
   beforeEach(() => {
     clock = simulatedClock(Date.parse('2026-01-01T00:00:00Z'));
     mesh = new FakeMesh(clock);
@@ -338,34 +371,8 @@ describe('router engine', () => {
   });
 
   it("answers an event sent again (de-duplicated by the ingress) with the first one's outcome: waiting while it runs, at once once recorded", async () => {
-    let finishWork: () => void = () => {};
-    mesh.agents.set(
-      'a',
-      (w) =>
-        new Promise((resolve) => {
-          finishWork = () => resolve(okResult(w, 'ran-once'));
-        }),
-    );
-    // The ingress as JetStream keeps it: the same source and id is published once.
-    const published = new Set<string>();
-    const ingressPublisher: IngressPublisher = {
-      async publish(event, { waitMs }) {
-        const key = `${event.source}#${event.id}`;
-        if (published.has(key)) return DUPLICATE_PUBLISH;
-        published.add(key);
-        void router.handleDelivery(delivery(event));
-        return waitMs === undefined ? undefined : router.outcome(event, { waitMs });
-      },
-    };
-    router = createRouter({
-      mesh,
-      store: memoryStateStore({ clock }),
-      policies: testPolicy(),
-      clock,
-      routerId: 'r1',
-      ingressPublisher,
-    });
-    await router.start();
+    const finishWork = heldAgent('a', 'ran-once');
+    await makeWithDedupIngress();
     mesh.heartbeat(capacity('a', { sentAtMs: clock.now() }));
     const event = cloudEvent('resent');
     const first = router.submit(event, { waitMs: 5_000 });
@@ -397,25 +404,7 @@ describe('router engine', () => {
 
   it("never tells one tenant the outcome of another tenant's event with the same source and id", async () => {
     mesh.agents.set('a', async (w) => okResult(w, 'acme-secret'));
-    const published = new Set<string>();
-    const ingressPublisher: IngressPublisher = {
-      async publish(event, { waitMs }) {
-        const key = `${event.source}#${event.id}`;
-        if (published.has(key)) return DUPLICATE_PUBLISH;
-        published.add(key);
-        void router.handleDelivery(delivery(event));
-        return waitMs === undefined ? undefined : router.outcome(event, { waitMs });
-      },
-    };
-    router = createRouter({
-      mesh,
-      store: memoryStateStore({ clock }),
-      policies: testPolicy(),
-      clock,
-      routerId: 'r1',
-      ingressPublisher,
-    });
-    await router.start();
+    await makeWithDedupIngress();
     mesh.heartbeat(capacity('a', { sentAtMs: clock.now() }));
     const acme = await router.submit(cloudEvent('shared-id', { tenant: 'acme' }), { waitMs: 5_000 });
     expect(acme).toMatchObject({ outcome: 'succeeded', result: { output: 'acme-secret' } });
@@ -432,14 +421,7 @@ describe('router engine', () => {
   });
 
   it("dead-letters a delivery re-using another tenant's source and id (duplicate-id) rather than answering it with that tenant's outcome", async () => {
-    let finish: () => void = () => {};
-    mesh.agents.set(
-      'a',
-      (w) =>
-        new Promise((resolve) => {
-          finish = () => resolve(okResult(w, 'acme-secret'));
-        }),
-    );
+    const finish = heldAgent('a', 'acme-secret');
     await make();
     mesh.heartbeat(capacity('a', { sentAtMs: clock.now() }));
     const acme = router.handleDelivery(delivery(cloudEvent('same', { tenant: 'acme' }), '_INBOX.acme'));
@@ -610,8 +592,7 @@ describe('router engine', () => {
   it("does not ack a second delivery of an event before the first one's result is in the results stream", async () => {
     // Acking either delivery acks the message: if the second were acked when the producer was
     // answered, a result publish failing after that could never be retried.
-    let release!: () => void;
-    mesh.agents.set('a', (w) => new Promise((resolve) => (release = () => resolve(okResult(w)))));
+    const release = heldAgent('a');
     await make();
     mesh.heartbeat(capacity('a', { sentAtMs: clock.now() }));
     mesh.publishResult = async () => {
