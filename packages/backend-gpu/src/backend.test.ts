@@ -311,6 +311,25 @@ describe('errors: the backend reports them and keeps serving', () => {
     expect(internals.stats().workerRestarts).toBe(1);
   });
 
+  it('close() lets busy workers finish their session call and release their sessions: none is terminated', async () => {
+    const gpu = backend({ workers: 2, maxBatchDelayMs: 0, maxBatchSize: 1 });
+    await gpu.ready();
+    const internals = gpuBackendInternals(gpu);
+    const dispatched = new Promise<void>((resolve) => internals.onDispatch(() => resolve()));
+    const jobs = [0, 1, 2, 3].map((k) => gpu.run(gpuJob(classify.bytes, { x: randomRows(4, 64, k) })).catch((e) => e));
+    await dispatched; // a worker is loading the model or running
+    await gpu.close();
+    for (const j of await Promise.all(jobs)) expect(j).toMatchObject({ code: ErrorCode.SHUTTING_DOWN });
+    expect(internals.stats().workersTerminatedOnClose).toBe(0);
+  });
+
+  it('close() terminates a worker that has not stopped within closeTimeoutMs', async () => {
+    const gpu = backend({ workers: 1, closeTimeoutMs: 0 });
+    await gpu.ready();
+    await gpu.close();
+    expect(gpuBackendInternals(gpu).stats().workersTerminatedOnClose).toBe(1);
+  });
+
   it('close() fails waiting jobs with SHUTTING_DOWN, and later jobs too', async () => {
     const clock = simulatedClock();
     const gpu = backend({ maxBatchDelayMs: 1000, clock });

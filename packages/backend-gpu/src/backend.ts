@@ -103,6 +103,8 @@ export interface GpuBackendStats {
   modelLoads: number;
   /** Workers replaced after a crash or a stuck job. */
   workerRestarts: number;
+  /** Workers `close()` had to terminate because they had not stopped by themselves within `closeTimeoutMs`. */
+  workersTerminatedOnClose: number;
 }
 
 /** @internal What the internal API sees of a backend. */
@@ -260,6 +262,7 @@ export function createGpuBackend(options: GpuBackendOptions = {}): GpuBackend {
     maxBatchRequests: 0,
     modelLoads: 0,
     workerRestarts: 0,
+    workersTerminatedOnClose: 0,
   };
   let closed = false;
   let fatal: MeshError | undefined;
@@ -706,11 +709,41 @@ export function createGpuBackend(options: GpuBackendOptions = {}): GpuBackend {
       w.reject(new MeshError(ErrorCode.SHUTTING_DOWN, 'the gpu backend is closed'));
     const all = slots.splice(0);
     await Promise.all(
-      all.map(async (s) => {
+      all.map((s) => {
         s.retired = true;
-        await s.worker.terminate();
+        return stopWorker(s);
       }),
     );
+  }
+
+  /**
+   * Ask a worker to finish the task in hand and release its sessions (it then exits by itself); terminate it
+   * only if it has not exited after `closeTimeoutMs`. Terminating a thread inside an ONNX Runtime call
+   * tears the binding down under a native call, which can abort the whole process.
+   */
+  function stopWorker(slot: Slot): Promise<void> {
+    const { worker } = slot;
+    return new Promise<void>((resolve) => {
+      let cancelTimer: (() => void) | undefined;
+      const exited = () => {
+        cancelTimer?.();
+        resolve();
+      };
+      worker.once('exit', exited);
+      cancelTimer = clock.setTimeout(() => {
+        stats.workersTerminatedOnClose++;
+        log.warn('gpu worker did not stop in time, terminating it', {
+          worker: slot.id,
+          closeTimeoutMs: opts.closeTimeoutMs,
+        });
+        worker.terminate().then(exited, exited);
+      }, opts.closeTimeoutMs);
+      try {
+        worker.postMessage({ type: 'close' } satisfies ToWorker);
+      } catch {
+        worker.terminate().then(exited, exited);
+      }
+    });
   }
 
   for (let i = 0; i < opts.workers; i++) slots.push(spawn());

@@ -30,6 +30,7 @@ export {
 export { GPU_FAILURE_CODES, GPU_FAILURE_REASONS, GpuError, type GpuFailureReason } from './errors.js';
 export { EXAMPLE_MODELS, type ExampleModelName, exampleModelPath } from './example-models.js';
 export {
+  DEFAULT_CLOSE_TIMEOUT_MS,
   DEFAULT_EXECUTION_PROVIDER,
   DEFAULT_GPU_WORKERS,
   DEFAULT_INTRA_OP_THREADS,

@@ -15,6 +15,8 @@ export const DEFAULT_MAX_BATCH_DELAY_MS = 2;
 export const DEFAULT_MAX_CACHED_SESSIONS = 8;
 /** Default intra-op threads of each session (one per worker keeps workers from fighting over cores). */
 export const DEFAULT_INTRA_OP_THREADS = 1;
+/** Default time `close()` gives each worker to finish its current task and release its sessions before terminating it, ms. */
+export const DEFAULT_CLOSE_TIMEOUT_MS = 2_000;
 /** Default execution provider choice. */
 export const DEFAULT_EXECUTION_PROVIDER: ExecutionProviderChoice = 'auto';
 
@@ -34,6 +36,12 @@ export interface GpuBackendOptions {
   maxCachedSessions?: number;
   /** Intra-op threads per session. @default 1 */
   intraOpNumThreads?: number;
+  /**
+   * How long `close()` lets each worker finish the session call it is in and release its ONNX Runtime
+   * sessions before terminating the thread, ms. Terminating a worker inside a native call is the
+   * last resort: ONNX Runtime's N-API binding is not made to be torn down mid-call. @default 2000
+   */
+  closeTimeoutMs?: number;
   /** GPU probes (tests inject fakes). @default {@link systemGpuProbes} */
   probes?: GpuProbes;
   /** Logger. @default noopLogger */
@@ -51,6 +59,7 @@ export interface ResolvedGpuBackendOptions {
   cudaDeviceId: number;
   maxCachedSessions: number;
   intraOpNumThreads: number;
+  closeTimeoutMs: number;
   probes: GpuProbes;
   logger: Logger;
   clock: Clock;
@@ -84,6 +93,7 @@ export function resolveGpuBackendOptions(options: GpuBackendOptions = {}): Resol
     cudaDeviceId: int('cudaDeviceId', options.cudaDeviceId, 0, 0),
     maxCachedSessions: int('maxCachedSessions', options.maxCachedSessions, DEFAULT_MAX_CACHED_SESSIONS, 1),
     intraOpNumThreads: int('intraOpNumThreads', options.intraOpNumThreads, DEFAULT_INTRA_OP_THREADS, 1),
+    closeTimeoutMs: int('closeTimeoutMs', options.closeTimeoutMs, DEFAULT_CLOSE_TIMEOUT_MS, 0),
     probes: options.probes ?? systemGpuProbes,
     logger: options.logger ?? noopLogger,
     clock: options.clock ?? systemClock,

@@ -23,6 +23,8 @@ export interface WorkerInit {
  * it answers with whole outputs and, per request, where its rows are.
  */
 export type ToWorker =
+  /** Finish the task in hand, release every session, close the port (the thread then exits by itself). */
+  | { type: 'close' }
   | { type: 'load'; taskId: number; digest: string; model: Uint8Array; evict: string[] }
   | {
       type: 'run';

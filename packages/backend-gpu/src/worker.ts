@@ -96,7 +96,7 @@ async function load(digest: string, model: Uint8Array): Promise<Loaded> {
   return loaded;
 }
 
-async function handle(msg: ToWorker): Promise<void> {
+async function handle(msg: Exclude<ToWorker, { type: 'close' }>): Promise<void> {
   await evict(msg.evict);
   if (msg.type === 'load') {
     try {
@@ -297,7 +297,13 @@ function failureOf(err: unknown): WorkerFailure {
   return { reason: 'invalid-input', message: `the input cannot be read: ${message}`, details: { error: message } };
 }
 
+/** Release every session, then close the port: with nothing left to run, the thread ends by itself. */
+async function closeWorker(): Promise<void> {
+  await evict([...sessions.keys()]);
+  port?.close();
+}
+
 let chain: Promise<void> = start();
 port.on('message', (msg: ToWorker) => {
-  chain = chain.then(() => handle(msg));
+  chain = chain.then(() => (msg.type === 'close' ? closeWorker() : handle(msg)));
 });
