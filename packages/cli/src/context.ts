@@ -19,16 +19,25 @@ export interface CliContext {
   logger(name: string): Logger;
 }
 
-/** Adapt a pino logger to the {@link Logger} port. */
-export function pinoLogger(p: PinoLogger): Logger {
-  const wrap = (l: PinoLogger): Logger => ({
+/**
+ * Adapt a pino logger to the {@link Logger} port, with `bindings` on every line.
+ * Each key appears once per line: a child's field replaces its parent's of the same name.
+ */
+export function pinoLogger(p: PinoLogger, bindings: LogFields = {}): Logger {
+  // pino appends a child's bindings to its parent's, so `child({ component })` under a logger that
+  // already has a `component` would write the key twice in one JSON line. Children are made from `p`
+  // with the bindings merged instead: a key appears once, the innermost value wins.
+  const wrap = (l: PinoLogger, bound: LogFields): Logger => ({
     debug: (msg: string, fields?: LogFields) => l.debug(fields ?? {}, msg),
     info: (msg: string, fields?: LogFields) => l.info(fields ?? {}, msg),
     warn: (msg: string, fields?: LogFields) => l.warn(fields ?? {}, msg),
     error: (msg: string, fields?: LogFields) => l.error(fields ?? {}, msg),
-    child: (fields: LogFields) => wrap(l.child(fields)),
+    child: (fields: LogFields) => {
+      const merged = { ...bound, ...fields };
+      return wrap(p.child(merged), merged);
+    },
   });
-  return wrap(p);
+  return Object.keys(bindings).length === 0 ? wrap(p, {}) : wrap(p.child(bindings), { ...bindings });
 }
 
 /** The real context: process streams and environment. */
@@ -44,7 +53,7 @@ export function createContext(): CliContext {
         { level: ctx.env.MESHROUTE_LOG_LEVEL ?? 'info', base: { pid: process.pid }, mixin: traceLogFields },
         pino.destination(2),
       );
-      return pinoLogger(root.child({ component: name }));
+      return pinoLogger(root, { component: name });
     },
   };
   return ctx;
