@@ -11,6 +11,7 @@
  * Output: `{ "outputs": { "<name>": { "dims": [...], "data": [...], "type": "float32" } } }`; `int64`
  * values beyond 2^53 are decimal strings, non-finite floats are the strings `NaN`, `Infinity`, `-Infinity`.
  */
+import { describeJsonSyntaxError } from '@meshroute/mesh';
 import { GpuError } from './errors.js';
 
 /** Tensor element types this backend can feed and return. */
@@ -146,11 +147,17 @@ export interface ParsedInput {
  * @throws GpuError `invalid-input` naming the input and the rule
  */
 export function parseJobInput(bytes: Uint8Array, model: ModelInfo, workload: string): ParsedInput {
+  let text: string;
+  try {
+    text = decoder.decode(bytes);
+  } catch (cause) {
+    throw invalid(workload, `input is not UTF-8: ${(cause as Error).message}`, { rule: 'utf-8' });
+  }
   let value: unknown;
   try {
-    value = JSON.parse(decoder.decode(bytes));
+    value = JSON.parse(text);
   } catch (cause) {
-    throw invalid(workload, `input is not UTF-8 JSON: ${(cause as Error).message}`, { rule: 'json' });
+    throw invalid(workload, `input is not JSON: ${describeJsonSyntaxError(text, cause).message}`, { rule: 'json' });
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw invalid(workload, 'input must be a JSON object: {"inputs": {...}} or {"<input>": [[...]]}', {

@@ -3,6 +3,7 @@ import {
   type BackendJob,
   type BackendOutput,
   type ComputeBackend,
+  describeJsonSyntaxError,
   ErrorCode,
   MeshError,
   toMeshError,
@@ -57,10 +58,14 @@ export function parseQuantumInput(bytes: Uint8Array): QuantumJobInput {
   try {
     value = JSON.parse(text);
   } catch (err) {
-    throw new WorkloadError(ErrorCode.WORKLOAD_FAILED, `quantum input: not JSON (${(err as Error).message})`, {
-      cause: err,
-      details: { rule: 'input' },
-    });
+    throw new WorkloadError(
+      ErrorCode.WORKLOAD_FAILED,
+      `quantum input: not JSON: ${describeJsonSyntaxError(text, err).message}`,
+      {
+        cause: err,
+        details: { rule: 'input' },
+      },
+    );
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw inputError('must be a JSON object { qasm?, params?, shots?, seed?, stateVector? }');

@@ -2,6 +2,7 @@
  * The parts every binary content mode shares (HTTP, NATS, Kafka): attributes carried one per
  * header, data carried as the message body, and the JSON event format for structured mode.
  */
+
 import { Buffer } from 'node:buffer';
 import {
   type CloudEventJson,
@@ -17,6 +18,7 @@ import {
 import { InvalidEventError, PayloadTooLargeError } from './errors.js';
 import { decodeHeaderValue, decodeUtf8, isPlainHeaderValue, utf8 } from './header-value.js';
 import { firstRepeatedMember } from './json-members.js';
+import { describeJsonSyntaxError } from './json-syntax.js';
 
 /** Attributes gathered from the headers of one binary-mode message. */
 export interface CollectedHeaders {
@@ -155,13 +157,12 @@ export function finishBinary(
       try {
         attrs.data = JSON.parse(text);
       } catch (cause) {
+        const { message, location } = describeJsonSyntaxError(text, cause);
         throw new InvalidEventError(
           'data',
           'json',
-          `data: datacontenttype ${ct} declares JSON but the body is not JSON`,
-          {
-            cause,
-          },
+          `data: datacontenttype ${ct} declares JSON but the body is not JSON: ${message}`,
+          { cause, details: location ? { line: location.line, column: location.column } : {} },
         );
       }
     } else {
@@ -249,7 +250,11 @@ function parseJsonBody(body: Uint8Array, opts: ResolvedEventValidationOptions): 
   try {
     return JSON.parse(text);
   } catch (cause) {
-    throw new InvalidEventError('event', 'json-syntax', 'the structured-mode body is not valid JSON', { cause });
+    const { message, location } = describeJsonSyntaxError(text, cause);
+    throw new InvalidEventError('event', 'json-syntax', `the structured-mode body is not valid JSON: ${message}`, {
+      cause,
+      details: location ? { line: location.line, column: location.column } : {},
+    });
   }
 }
 

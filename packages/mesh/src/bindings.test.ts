@@ -347,7 +347,13 @@ describe('HTTP binding details', () => {
 
   it('rejects a JSON body that is not JSON, and unsupported event formats', () => {
     const json = { ...binaryHeaders, 'content-type': 'application/json' };
-    expect(caught(() => decodeHttp(json, enc.encode('{nope')))).toMatchObject({ attribute: 'data', rule: 'json' });
+    expect(caught(() => decodeHttp(json, enc.encode('{nope')))).toMatchObject({
+      attribute: 'data',
+      rule: 'json',
+      message:
+        'data: datacontenttype application/json declares JSON but the body is not JSON: line 1, column 2: unexpected "n", expected a double-quoted member name',
+      details: { line: 1, column: 2 },
+    });
     expect(caught(() => decodeHttp(json, new Uint8Array([0x22, 0xff, 0x22])))).toMatchObject({
       attribute: 'data',
       rule: 'utf-8',

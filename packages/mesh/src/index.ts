@@ -73,6 +73,7 @@ export {
   validateIntent,
 } from './intent.js';
 export { DEFAULT_MAX_JSON_DEPTH, jsonDeeperThan } from './json-depth.js';
+export { describeJsonSyntaxError, type JsonSyntaxLocation, locateJsonSyntaxError } from './json-syntax.js';
 export {
   decodeKafka,
   encodeKafkaBinary,

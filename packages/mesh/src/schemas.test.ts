@@ -70,3 +70,24 @@ describe('encodeMessage of decision records', () => {
     expect(() => encodeMessage('meshroute.decision/v1', bad)).toThrow(/engine\.name/);
   });
 });
+
+describe('decodeMessage on bytes that are not a JSON message', () => {
+  it('says where the JSON breaks, and tells invalid UTF-8 apart', () => {
+    const bad = (bytes: Uint8Array) => {
+      try {
+        decodeMessage('meshroute.capacity/v1', bytes);
+      } catch (e) {
+        return e;
+      }
+      throw new Error('decoded');
+    };
+    expect(bad(new TextEncoder().encode('{"agentId": "a",\n "freeSlots": }'))).toMatchObject({
+      code: ErrorCode.INVALID_MESSAGE,
+      issues: ['(root): not JSON: line 2, column 15: unexpected "}", expected a value'],
+    });
+    expect(bad(new Uint8Array([0x7b, 0xff, 0x7d]))).toMatchObject({
+      code: ErrorCode.INVALID_MESSAGE,
+      issues: [expect.stringMatching(/^\(root\): not UTF-8: /)],
+    });
+  });
+});

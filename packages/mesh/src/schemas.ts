@@ -4,8 +4,10 @@
  * (or a schema's `parse*` helper) at every boundary and reject anything else with
  * {@link InvalidMessageError}.
  */
+
 import { z } from 'zod';
 import { ErrorCode, InvalidMessageError } from './errors.js';
+import { describeJsonSyntaxError } from './json-syntax.js';
 
 /** Backends an agent can offer. */
 export const BACKENDS = ['wasm', 'gpu', 'quantum'] as const;
@@ -306,11 +308,19 @@ const textEncoder = new TextEncoder();
  * @throws InvalidMessageError for invalid UTF-8, invalid JSON or a schema violation
  */
 export function decodeMessage<N extends MessageSchemaName>(name: N, bytes: Uint8Array): MessageTypes[N] {
+  let text: string;
+  try {
+    text = textDecoder.decode(bytes);
+  } catch (cause) {
+    throw new InvalidMessageError(name, [`(root): not UTF-8: ${(cause as Error).message}`], { cause });
+  }
   let value: unknown;
   try {
-    value = JSON.parse(textDecoder.decode(bytes));
+    value = JSON.parse(text);
   } catch (cause) {
-    throw new InvalidMessageError(name, [`(root): not UTF-8 JSON: ${(cause as Error).message}`], { cause });
+    throw new InvalidMessageError(name, [`(root): not JSON: ${describeJsonSyntaxError(text, cause).message}`], {
+      cause,
+    });
   }
   return parseMessage(name, value);
 }

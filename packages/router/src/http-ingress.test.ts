@@ -471,6 +471,12 @@ describe('HTTP ingress', () => {
       });
       expectProblem(await batch('[{"specversion":"1.0"},'), 400, { code: 'INVALID_EVENT', rule: 'json-syntax' });
       expectProblem(await structured(''), 400, { rule: 'json-syntax' });
+      // The problem says where: line and column, in the detail and as members.
+      const r = await structured('{\n  "specversion": "1.0",\n  "id": x\n}');
+      expectProblem(r, 400, { rule: 'json-syntax', line: 3, column: 9 });
+      expect(r.json.detail).toBe(
+        'the structured-mode body is not valid JSON: line 3, column 9: unexpected "x", expected a value',
+      );
       expect(mesh.dispatched).toHaveLength(0);
     });
 

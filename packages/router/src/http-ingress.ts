@@ -542,6 +542,9 @@ function decodeError(err: unknown): { status: number; body: ProblemBody } {
   if (err instanceof InvalidEventError) {
     const extra: Record<string, unknown> = { attribute: err.attribute, rule: err.rule };
     if (err.index !== undefined) extra.index = err.index;
+    // Where a body that is not JSON breaks (json-syntax, json): line and column.
+    if (typeof err.details.line === 'number') extra.line = err.details.line;
+    if (typeof err.details.column === 'number') extra.column = err.details.column;
     return { status: 400, body: problem(400, err.code, err.message, extra) };
   }
   if (err instanceof InvalidIntentError) {

@@ -10,7 +10,7 @@ import {
   type InvokeResult,
   type MeshClient,
 } from '@meshroute/client';
-import { ConfigError, type IntentInput, toMeshError } from '@meshroute/mesh';
+import { ConfigError, describeJsonSyntaxError, type IntentInput, toMeshError } from '@meshroute/mesh';
 import { connectMesh, DEFAULT_NATS_URL, type MeshConnection } from '@meshroute/transport-nats';
 import type { Command } from 'commander';
 import type { CliContext } from '../context.js';
@@ -76,7 +76,7 @@ export function readData(
   } catch (cause) {
     throw new ConfigError(
       '--data',
-      `${where} is not JSON (${(cause as Error).message}); use --data-text for plain text`,
+      `${where} is not JSON (${describeJsonSyntaxError(text, cause).message}); use --data-text for plain text`,
       { cause },
     );
   }
