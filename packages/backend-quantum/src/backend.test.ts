@@ -1,4 +1,11 @@
-import { type BackendJob, DEFAULT_WORKLOAD_LIMITS, ErrorCode, MeshError, type WorkloadSpec } from '@meshroute/mesh';
+import {
+  type BackendJob,
+  DEFAULT_WORKLOAD_LIMITS,
+  ErrorCode,
+  type Logger,
+  MeshError,
+  type WorkloadSpec,
+} from '@meshroute/mesh';
 import { describe, expect, it } from 'vitest';
 import { createQuantumBackend, fillTemplate } from './backend.js';
 import { maxQubitsForMemory, resolveQuantumBackendOptions } from './options.js';
@@ -129,6 +136,17 @@ describe('createQuantumBackend', () => {
     expect(sv.code).toBe(ErrorCode.LIMIT_EXCEEDED);
   });
 
+  it('refuses registers over capacity before allocating anything: huge qreg, huge creg → LIMIT_EXCEEDED', async () => {
+    const huge = await failure(backend.run(job({ qasm: 'OPENQASM 2.0;\nqreg q[99999999999999999999];' })));
+    expect(huge.code).toBe(ErrorCode.LIMIT_EXCEEDED);
+    expect(huge.message).toMatch(/over this simulator's capacity of 20/);
+    const creg = await failure(
+      backend.run(job({ qasm: 'OPENQASM 2.0;\nqreg q[1];\ncreg c[2000000000];\nmeasure q[0] -> c[0];' })),
+    );
+    expect(creg.code).toBe(ErrorCode.LIMIT_EXCEEDED);
+    expect(creg.message).toBe("the circuit has 2000000000 classical bits, over this simulator's limit of 1024");
+  });
+
   it('enforces the workload output limit', async () => {
     const wide = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[10];\ncreg c[10];\nh q;\nmeasure q -> c;\n';
     const e = await failure(backend.run(job({ qasm: wide, shots: 5000 }, { limits: { outputBytes: 200 } })));
@@ -194,6 +212,41 @@ describe('createQuantumBackend in a worker thread', () => {
     );
     controller.abort(reason);
     expect(await failure(running)).toBe(reason);
+  });
+
+  it('parses a program that expands past inThreadMaxOperations, or is longer than inThreadMaxSourceChars, in a worker', async () => {
+    const ran: { worker: unknown }[] = [];
+    const logger: Logger = {
+      debug: (msg, fields) => {
+        if (msg === 'quantum job done') ran.push({ worker: fields?.worker });
+      },
+      info: () => {},
+      warn: () => {},
+      error: () => {},
+      child: () => logger,
+    };
+    // 3 qubits (under workerMinQubits): only the size of the program sends it to a worker.
+    const b = createQuantumBackend({
+      maxQubits: 20,
+      inThreadMaxOperations: 1000,
+      inThreadMaxSourceChars: 4096,
+      logger,
+    });
+    let nested = 'OPENQASM 2.0;\ninclude "qelib1.inc";\ngate g0 a { x a; }\n';
+    for (let k = 1; k <= 11; k++) nested += `gate g${k} a { g${k - 1} a; g${k - 1} a; }\n`;
+    nested += 'qreg q[3];\ncreg c[3];\ng11 q[0];\nx q[1];\nmeasure q -> c;\n'; // 2048 x on q[0]: identity
+    const long = `OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[3];\ncreg c[3];\n${'x q[2];\n'.repeat(601)}measure q -> c;\n`;
+    const small = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[3];\ncreg c[3];\nx q[0];\nmeasure q -> c;\n';
+    expect((await b.run(job({ qasm: nested, shots: 5 }))).json).toMatchObject({ counts: { '010': 5 } });
+    expect((await b.run(job({ qasm: long, shots: 5 }))).json).toMatchObject({ counts: { '100': 5 } });
+    expect((await b.run(job({ qasm: small, shots: 5 }))).json).toMatchObject({ counts: { '001': 5 } });
+    expect(ran).toEqual([{ worker: true }, { worker: true }, { worker: false }]);
+    // A program that expands past maxOperations still fails with LIMIT_EXCEEDED naming the line, from the worker.
+    let blowUp = 'OPENQASM 2.0;\ninclude "qelib1.inc";\ngate g0 a { x a; }\n';
+    for (let k = 1; k <= 30; k++) blowUp += `gate g${k} a { g${k - 1} a; g${k - 1} a; }\n`;
+    const e = await failure(b.run(job({ qasm: `${blowUp}qreg q[1];\ng30 q[0];\n` })));
+    expect(e.code).toBe(ErrorCode.LIMIT_EXCEEDED);
+    expect(e.message).toMatch(/^main:35:1: the program expands to more than 1000000 operations/);
   });
 
   it('terminates the worker at the workload timeout with TIMEOUT', async () => {

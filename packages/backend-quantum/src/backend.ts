@@ -9,9 +9,10 @@ import {
   toMeshError,
   WorkloadError,
 } from '@meshroute/mesh';
+import type { QasmProgram } from './circuit.js';
 import { parseQasm } from './compiler.js';
 import { type QuantumBackendOptions, resolveQuantumBackendOptions } from './options.js';
-import { checkCapacity, planSimulation, type SimulateOptions, simulateAsync } from './simulator.js';
+import { checkCapacity, checkProgramSize, planSimulation, type SimulateOptions, simulateAsync } from './simulator.js';
 import { runInWorker } from './worker-runner.js';
 
 /** Name reported in the heartbeat facts. */
@@ -146,6 +147,22 @@ export function createQuantumBackend(options: QuantumBackendOptions = {}): Compu
   const o = resolveQuantumBackendOptions(options);
   const log = o.logger.child({ backend: 'quantum' });
   let closed = false;
+
+  /** Parse on this thread within `inThreadMaxOperations`; `undefined` when the program expands past it. */
+  function parseInThread(source: string): QasmProgram | undefined {
+    try {
+      return parseQasm(source, { includes: o.includes, maxOperations: o.inThreadMaxOperations });
+    } catch (err) {
+      if (
+        err instanceof MeshError &&
+        err.code === ErrorCode.LIMIT_EXCEEDED &&
+        err.details.maxOperations === o.inThreadMaxOperations
+      ) {
+        return undefined;
+      }
+      throw err;
+    }
+  }
   return {
     kind: 'quantum',
     facts(): Record<string, unknown> {
@@ -171,7 +188,9 @@ export function createQuantumBackend(options: QuantumBackendOptions = {}): Compu
           source = fillTemplate(new TextDecoder().decode(job.artifact), input.params ?? {});
         }
         const parseOptions = { includes: o.includes };
-        const program = parseQasm(source, parseOptions);
+        // Parsing is synchronous: only a short program whose expansion stays small is parsed here;
+        // any other is parsed (and run) in a worker, which the job's timeout and abort can stop.
+        const program = source.length <= o.inThreadMaxSourceChars ? parseInThread(source) : undefined;
         const simulateOptions: SimulateOptions = {
           shots: input.shots ?? o.defaultShots,
           maxShots: o.maxShots,
@@ -181,16 +200,20 @@ export function createQuantumBackend(options: QuantumBackendOptions = {}): Compu
           maxQubits: o.maxQubits,
           maxMemoryBytes: job.workload.limits.memoryBytes,
         };
-        // capacity is checked here, before a worker or any memory is spent on the circuit
-        checkCapacity(program, planSimulation(program), {
-          maxQubits: o.maxQubits,
-          maxMemoryBytes: job.workload.limits.memoryBytes,
-          stateVector: simulateOptions.stateVector ?? false,
-          stateVectorMaxQubits: o.stateVectorMaxQubits,
-        });
+        if (program !== undefined) {
+          // capacity is checked here, before a worker or any memory is spent on the circuit
+          // (a program parsed in a worker is checked there, before its state is allocated)
+          checkProgramSize(program, o.maxQubits);
+          checkCapacity(program, planSimulation(program), {
+            maxQubits: o.maxQubits,
+            maxMemoryBytes: job.workload.limits.memoryBytes,
+            stateVector: simulateOptions.stateVector ?? false,
+            stateVectorMaxQubits: o.stateVectorMaxQubits,
+          });
+        }
         const deadlineMs = started + job.workload.limits.timeoutMs;
         const result =
-          program.qubits >= o.workerMinQubits
+          program === undefined || program.qubits >= o.workerMinQubits
             ? await runInWorker(
                 { source, parseOptions, simulateOptions },
                 { signal: job.signal, timeoutMs: Math.max(0, deadlineMs - o.clock.monotonicMs()), clock: o.clock },
@@ -223,7 +246,7 @@ export function createQuantumBackend(options: QuantumBackendOptions = {}): Compu
           qubits: result.qubits,
           shots: result.shots,
           mode: result.mode,
-          worker: program.qubits >= o.workerMinQubits,
+          worker: program === undefined || program.qubits >= o.workerMinQubits,
           executionMs,
         });
         return { json, contentType: 'application/json', executionMs };

@@ -119,6 +119,35 @@ measure q -> c;
     }
   });
 
+  it('refuses parameter expressions nested too deep or too long, naming the line and column (no stack overflow)', () => {
+    const at = (expr: string) => {
+      try {
+        parseQasm(`${HEADER}qreg q[1];\nrx(${expr}) q[0];`);
+      } catch (err) {
+        return err as QasmError;
+      }
+      throw new Error('parsed');
+    };
+    for (const expr of [
+      `${'('.repeat(100_000)}pi${')'.repeat(100_000)}`,
+      `${'-'.repeat(100_000)}pi`,
+      `${'1^'.repeat(1000)}1`,
+    ]) {
+      const e = at(expr);
+      expect(e).toBeInstanceOf(QasmError);
+      expect(e.rule).toBe('expression-limit');
+      expect(e.line).toBe(4);
+      expect(e.message).toMatch(/nested more than 128 levels deep/);
+    }
+    const chain = at(`${'1+'.repeat(100_000)}1`);
+    expect(chain.rule).toBe('expression-limit');
+    expect(chain.message).toMatch(/^main:4:\d+: expression has more than 4096 terms/);
+    // Within the limits, deep and long expressions still evaluate.
+    expect(() =>
+      parseQasm(`${HEADER}qreg q[1];\nrx(${'('.repeat(100)}pi${')'.repeat(100)} + ${'1+'.repeat(2000)}1) q[0];`),
+    ).not.toThrow();
+  });
+
   it('refuses programs that expand past maxOperations with LIMIT_EXCEEDED', () => {
     let src = `${HEADER}gate g0 a { x a; }\n`;
     for (let k = 1; k <= 12; k++) src += `gate g${k} a { g${k - 1} a; g${k - 1} a; g${k - 1} a; g${k - 1} a; }\n`;

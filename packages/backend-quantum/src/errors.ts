@@ -27,7 +27,8 @@ export type QasmRule =
   | 'size-mismatch'
   | 'duplicate-qubit'
   | 'type'
-  | 'math';
+  | 'math'
+  | 'expression-limit';
 
 /** Where in a source text something is. Lines and columns start at 1. */
 export interface SourcePosition {

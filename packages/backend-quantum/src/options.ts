@@ -13,6 +13,11 @@ import {
 /** Default of {@link QuantumBackendOptions.workerMinQubits}. */
 export const DEFAULT_WORKER_MIN_QUBITS = 16;
 
+/** Default of {@link QuantumBackendOptions.inThreadMaxSourceChars}. */
+export const DEFAULT_IN_THREAD_MAX_SOURCE_CHARS = 16 * 1024;
+/** Default of {@link QuantumBackendOptions.inThreadMaxOperations}. */
+export const DEFAULT_IN_THREAD_MAX_OPERATIONS = 20_000;
+
 /** Default share of the machine's memory one simulation may use. */
 export const DEFAULT_MEMORY_FRACTION = 0.25;
 
@@ -45,6 +50,18 @@ export interface QuantumBackendOptions {
    * worker; `Infinity`: never. @default 16
    */
   workerMinQubits?: number;
+  /**
+   * Programs longer than this (characters, after filling the template) are parsed in a worker thread,
+   * under the job's timeout, instead of on the calling thread: parsing is synchronous and must not
+   * hold the agent's event loop (heartbeats, other jobs). @default 16384
+   */
+  inThreadMaxSourceChars?: number;
+  /**
+   * A program whose gate calls expand to more operations than this is parsed and simulated in a
+   * worker thread, under the job's timeout (a few lines of nested gate definitions can expand to
+   * millions of operations). @default 20000
+   */
+  inThreadMaxOperations?: number;
   /** Time source (timeouts, execution time). @default systemClock */
   clock?: Clock;
   /** Where to log. @default noopLogger */
@@ -60,6 +77,8 @@ export interface ResolvedQuantumBackendOptions {
   includes: Readonly<Record<string, string>>;
   yieldIntervalMs: number;
   workerMinQubits: number;
+  inThreadMaxSourceChars: number;
+  inThreadMaxOperations: number;
   clock: Clock;
   logger: Logger;
 }
@@ -106,6 +125,14 @@ export function resolveQuantumBackendOptions(o: QuantumBackendOptions = {}): Res
   return {
     maxQubits,
     workerMinQubits,
+    inThreadMaxSourceChars: positiveInt(
+      'inThreadMaxSourceChars',
+      o.inThreadMaxSourceChars ?? DEFAULT_IN_THREAD_MAX_SOURCE_CHARS,
+    ),
+    inThreadMaxOperations: positiveInt(
+      'inThreadMaxOperations',
+      o.inThreadMaxOperations ?? DEFAULT_IN_THREAD_MAX_OPERATIONS,
+    ),
     defaultShots,
     maxShots,
     stateVectorMaxQubits,

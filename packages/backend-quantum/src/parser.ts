@@ -39,9 +39,18 @@ function describe(t: Token): string {
 }
 
 /** Parses one source text (the main program or an include) into statements. */
+/** Deepest nesting of one parameter expression (parentheses, unary functions, signs). */
+export const MAX_EXPRESSION_DEPTH = 128;
+/** Most terms (numbers, names, operators) in one parameter expression. */
+export const MAX_EXPRESSION_NODES = 4096;
+
 export class Parser {
   private readonly tokens: Token[];
   private i = 0;
+  /** Nesting of the expression being parsed (parentheses, calls, unary signs). */
+  private depth = 0;
+  /** Nodes of the expression being parsed. */
+  private nodes = 0;
 
   constructor(source: string, file: string) {
     this.tokens = tokenize(source, file);
@@ -304,12 +313,30 @@ export class Parser {
   }
 
   private expList(): Expr[] {
-    const out: Expr[] = [this.expr()];
+    const out: Expr[] = [this.topExpr()];
     while (this.isSymbol(',')) {
       this.next();
-      out.push(this.expr());
+      out.push(this.topExpr());
     }
     return out;
+  }
+
+  /** One parameter expression, within {@link MAX_EXPRESSION_DEPTH} and {@link MAX_EXPRESSION_NODES}. */
+  private topExpr(): Expr {
+    this.nodes = 0;
+    return this.expr();
+  }
+
+  /** Count a node; refuse expressions whose evaluation would recurse past what the limits allow. */
+  private node(t: Token): void {
+    if (++this.nodes > MAX_EXPRESSION_NODES) {
+      throw new QasmError(
+        'expression-limit',
+        t.pos,
+        `expression has more than ${MAX_EXPRESSION_NODES} terms (limit of this simulator)`,
+        { details: { maxNodes: MAX_EXPRESSION_NODES } },
+      );
+    }
   }
 
   private expr(): Expr {
@@ -333,6 +360,24 @@ export class Parser {
   }
 
   private unary(): Expr {
+    if (this.depth >= MAX_EXPRESSION_DEPTH) {
+      throw new QasmError(
+        'expression-limit',
+        this.peek().pos,
+        `expression nested more than ${MAX_EXPRESSION_DEPTH} levels deep (parentheses, functions, signs)`,
+        { details: { maxDepth: MAX_EXPRESSION_DEPTH } },
+      );
+    }
+    this.depth++;
+    try {
+      return this.unaryInner();
+    } finally {
+      this.depth--;
+    }
+  }
+
+  private unaryInner(): Expr {
+    this.node(this.peek());
     if (this.isSymbol('-')) {
       const t = this.next();
       return { kind: 'negate', arg: this.unary(), pos: t.pos };

@@ -30,6 +30,8 @@ export const DEFAULT_MAX_SHOTS = 1_000_000;
 export const DEFAULT_STATE_VECTOR_MAX_QUBITS = 12;
 /** Hard upper bound on qubits (a `Float64Array` of 2^31 elements). */
 export const HARD_MAX_QUBITS = 30;
+/** Most classical bits a circuit may declare (each shot's outcome is a string of them). */
+export const MAX_CLBITS = 1024;
 
 /** Options of {@link simulate}. */
 export interface SimulateOptions {
@@ -548,19 +550,35 @@ function stateVectorOf(amps: Float64Array): Array<[number, number]> {
   return out;
 }
 
-/** Check `program` against the limits before anything is allocated. */
+/**
+ * Refuse a circuit with more qubits than `maxQubits` or more classical bits than {@link MAX_CLBITS}
+ * (`LIMIT_EXCEEDED`). Cheap, allocation-free: call it before {@link planSimulation}, which allocates
+ * per qubit and per bit.
+ */
+export function checkProgramSize(program: QasmProgram, maxQubits: number): void {
+  if (program.qubits > maxQubits) {
+    throw new MeshError(
+      ErrorCode.LIMIT_EXCEEDED,
+      `the circuit has ${program.qubits} qubits, over this simulator's capacity of ${maxQubits}`,
+      { details: { qubits: program.qubits, maxQubits } },
+    );
+  }
+  if (program.clbits > MAX_CLBITS) {
+    throw new MeshError(
+      ErrorCode.LIMIT_EXCEEDED,
+      `the circuit has ${program.clbits} classical bits, over this simulator's limit of ${MAX_CLBITS}`,
+      { details: { clbits: program.clbits, maxClbits: MAX_CLBITS } },
+    );
+  }
+}
+
+/** Check `program` and its plan against the limits (size, simulator memory, state vector) before the state is allocated. */
 export function checkCapacity(
   program: QasmProgram,
   plan: SimulationPlan,
   limits: { maxQubits: number; maxMemoryBytes: number; stateVector: boolean; stateVectorMaxQubits: number },
 ): void {
-  if (program.qubits > limits.maxQubits) {
-    throw new MeshError(
-      ErrorCode.LIMIT_EXCEEDED,
-      `the circuit has ${program.qubits} qubits, over this simulator's capacity of ${limits.maxQubits}`,
-      { details: { qubits: program.qubits, maxQubits: limits.maxQubits } },
-    );
-  }
+  checkProgramSize(program, limits.maxQubits);
   const memoryBytes = estimateMemoryBytes(program.qubits, plan.mode);
   if (memoryBytes > limits.maxMemoryBytes) {
     throw new MeshError(
@@ -585,6 +603,7 @@ export function checkCapacity(
  */
 export function* simulation(program: QasmProgram, options: SimulateOptions = {}): Generator<void, SimulationResult> {
   const o = resolveSimulateOptions(options);
+  checkProgramSize(program, o.maxQubits);
   const plan = planSimulation(program);
   checkCapacity(program, plan, o);
   const rng = xoshiro128ss(o.seed);

@@ -29,6 +29,9 @@ function workerSource(): { filename: string | URL; eval: boolean } {
   return { filename: new URL('./worker.js', here), eval: false };
 }
 
+/** Heap limit of a simulation worker, MiB (the program's operations live there; amplitudes do not). */
+export const WORKER_MAX_OLD_GENERATION_MB = 1024;
+
 function abortReason(signal: AbortSignal): MeshError {
   const reason: unknown = signal.reason;
   if (reason instanceof MeshError) return reason;
@@ -47,7 +50,14 @@ export function runInWorker(
   if (signal.aborted) return Promise.reject(abortReason(signal));
   return new Promise<SimulationResult>((resolve, reject) => {
     const source = workerSource();
-    const worker = new Worker(source.filename, { eval: source.eval, stdout: false, stderr: false });
+    const worker = new Worker(source.filename, {
+      eval: source.eval,
+      stdout: false,
+      stderr: false,
+      // Without limits a worker that runs out of heap takes the whole process down with it; with
+      // them it is stopped alone (ERR_WORKER_OUT_OF_MEMORY). The state vector is off-heap.
+      resourceLimits: { maxOldGenerationSizeMb: WORKER_MAX_OLD_GENERATION_MB },
+    });
     let settled = false;
     const finish = (err: MeshError | undefined, result?: SimulationResult): void => {
       if (settled) return;
@@ -73,8 +83,16 @@ export function runInWorker(
       if (response.ok) finish(undefined, response.result);
       else finish(fromErrorInfo(response.error));
     });
-    worker.once('error', (err) =>
-      finish(new MeshError(ErrorCode.WORKLOAD_FAILED, `the quantum worker failed: ${err.message}`, { cause: err })),
+    worker.once('error', (err: Error & { code?: string }) =>
+      finish(
+        err.code === 'ERR_WORKER_OUT_OF_MEMORY'
+          ? new MeshError(
+              ErrorCode.LIMIT_EXCEEDED,
+              `the quantum worker ran out of memory (heap limit ${WORKER_MAX_OLD_GENERATION_MB} MiB) while parsing or simulating the program`,
+              { cause: err, details: { maxOldGenerationSizeMb: WORKER_MAX_OLD_GENERATION_MB } },
+            )
+          : new MeshError(ErrorCode.WORKLOAD_FAILED, `the quantum worker failed: ${err.message}`, { cause: err }),
+      ),
     );
     worker.once('exit', (code) =>
       finish(new MeshError(ErrorCode.WORKLOAD_FAILED, `the quantum worker exited (code ${code}) before answering`)),
