@@ -232,6 +232,17 @@ describe('errors: the backend reports them and keeps serving', () => {
     expect(probsOf(out).dims).toEqual([1, 10]);
   });
 
+  it('an input nested 200,000 deep is refused for its rank with a short message (dims cut to 8)', async () => {
+    shared ??= createGpuBackend({ workers: 1, probes: noGpu });
+    const raw = new TextEncoder().encode(`{"x":${'['.repeat(200_000)}${']'.repeat(200_000)}}`);
+    const err = (await shared.run(gpuJob(classify.bytes, undefined, { raw })).catch((e: unknown) => e)) as MeshError;
+    expect(err).toMatchObject({ code: ErrorCode.WORKLOAD_FAILED, details: { rule: 'rank', rank: 200_000 } });
+    expect(err.message).toBe(
+      'classify: input "x" has rank 200000 (dims [1,1,1,1,1,1,1,1,...]), the model expects rank 2 ["N",64]',
+    );
+    expect((err.details['dims'] as number[]).length).toBe(8);
+  });
+
   it('invalid model bytes → ARTIFACT_ERROR invalid-model; other models keep running', async () => {
     const gpu = backend();
     const junk = new TextEncoder().encode('this is not an onnx model');

@@ -212,19 +212,28 @@ export function parseJobInput(bytes: Uint8Array, model: ModelInfo, workload: str
   return { feeds, rows };
 }
 
+/** Most dims an error message or its details repeat from the input (a hostile input can have 100,000). */
+const SHOWN_DIMS = 8;
+
+/** `[2,64]`, or `[1,1,1,1,1,1,1,1,...]` past {@link SHOWN_DIMS}. */
+function showDims(dims: readonly unknown[]): string {
+  if (dims.length <= SHOWN_DIMS) return JSON.stringify(dims);
+  return `${JSON.stringify(dims.slice(0, SHOWN_DIMS)).slice(0, -1)},...]`;
+}
+
 function checkDims(dims: number[], info: TensorInfo, workload: string): void {
   if (dims.length !== info.shape.length) {
     throw invalid(
       workload,
-      `input ${JSON.stringify(info.name)} has rank ${dims.length} (dims ${JSON.stringify(dims)}), the model expects rank ${info.shape.length} ${JSON.stringify(info.shape)}`,
-      { input: info.name, rule: 'rank', dims, expected: info.shape },
+      `input ${JSON.stringify(info.name)} has rank ${dims.length} (dims ${showDims(dims)}), the model expects rank ${info.shape.length} ${JSON.stringify(info.shape)}`,
+      { input: info.name, rule: 'rank', rank: dims.length, dims: dims.slice(0, SHOWN_DIMS), expected: info.shape },
     );
   }
   info.shape.forEach((want, i) => {
     if (typeof want === 'number' && dims[i] !== want) {
       throw invalid(
         workload,
-        `input ${JSON.stringify(info.name)} has dims ${JSON.stringify(dims)}, the model expects ${JSON.stringify(info.shape)} (dimension ${i} must be ${want})`,
+        `input ${JSON.stringify(info.name)} has dims ${showDims(dims)}, the model expects ${JSON.stringify(info.shape)} (dimension ${i} must be ${want})`,
         { input: info.name, rule: 'shape', dims, expected: info.shape },
       );
     }
@@ -262,10 +271,14 @@ function parseExplicit(raw: unknown, info: TensorInfo, type: TensorType, workloa
   checkDims(dims as number[], info, workload);
   const count = (dims as number[]).reduce((a, b) => a * b, 1);
   if (data.length !== count) {
-    throw invalid(workload, `input ${name} has ${data.length} values, dims ${JSON.stringify(dims)} need ${count}`, {
-      input: info.name,
-      rule: 'element-count',
-    });
+    throw invalid(
+      workload,
+      `input ${name} has ${data.length} values, dims ${showDims(dims as number[])} need ${count}`,
+      {
+        input: info.name,
+        rule: 'element-count',
+      },
+    );
   }
   return { name: info.name, type, dims: dims as number[], data: fill(type, data, info.name, workload) };
 }
@@ -317,11 +330,10 @@ function parseNested(raw: unknown, info: TensorInfo, type: TensorType, workload:
   };
   walk(raw, 0);
   if (!rectangular || n !== count) {
-    throw invalid(
-      workload,
-      `input ${JSON.stringify(info.name)} is not a rectangular array of dims ${JSON.stringify(dims)}`,
-      { input: info.name, rule: 'rectangular' },
-    );
+    throw invalid(workload, `input ${JSON.stringify(info.name)} is not a rectangular array of dims ${showDims(dims)}`, {
+      input: info.name,
+      rule: 'rectangular',
+    });
   }
   if (badValue !== undefined) throw badValue;
   return { name: info.name, type, dims, data };
