@@ -995,6 +995,18 @@ describe('HTTP ingress', () => {
       expectProblem(zero, 400, { code: 'INVALID_INTENT', attribute: 'latencybudgetms', rule: 'range' });
     });
 
+    it('never waits past maxWaitMs, whatever the latency budget: 504, the event still running', async () => {
+      await restart({}, { http: { maxWaitMs: 100 } });
+      mesh.agents.set('de-1', async () => 'hang');
+      const res = await raw({
+        path: '/events?wait=1',
+        headers: binaryHeaders('long-budget', { 'ce-latencybudgetms': '2147483647' }),
+        body: '{}',
+      });
+      expectProblem(res, 504, { code: 'TIMEOUT', id: 'long-budget' });
+      expect(res.json.detail).toBe('no outcome within 100 ms (the event is accepted and still running)');
+    });
+
     it('refuses a batch body over the limit with 413', async () => {
       const members = Array.from({ length: 40 }, (_, i) => ev(`big${i}`, { data: 'x'.repeat(100) }));
       const body = JSON.stringify(members);

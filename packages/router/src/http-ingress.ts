@@ -61,6 +61,8 @@ export interface HttpIngressOptions {
   maxEventBytes?: number;
   /** `?wait=1` limit for events without a latency budget. @default router.options.httpWaitMs */
   waitMs?: number;
+  /** Longest `?wait=1`, whatever the latency budget. @default router.options.httpMaxWaitMs */
+  maxWaitMs?: number;
   /** @default noopLogger */
   logger?: Logger;
   /** Authentication of `POST /events`; none when absent. See {@link HttpIngressAuth}. */
@@ -612,10 +614,11 @@ function positiveIntOption(name: string, value: number | undefined, fallback: nu
   return value;
 }
 
-function waitBudgetMs(event: CloudEventJson, fallbackMs: number): number {
+/** How long `?wait=1` waits for `event`: its latency budget, else `fallbackMs`; at most `maxMs`. */
+function waitBudgetMs(event: CloudEventJson, fallbackMs: number, maxMs: number): number {
   const raw = event.latencybudgetms;
   const n = typeof raw === 'number' ? raw : typeof raw === 'string' ? Number(raw) : Number.NaN;
-  return Number.isInteger(n) && n > 0 ? n : fallbackMs;
+  return Math.min(Number.isInteger(n) && n > 0 ? n : fallbackMs, maxMs);
 }
 
 /**
@@ -629,6 +632,7 @@ export async function startHttpIngress(router: Router, options: HttpIngressOptio
   const host = options.host ?? router.options.httpHost;
   const maxEventBytes = options.maxEventBytes ?? router.options.maxEventBytes;
   const defaultWaitMs = options.waitMs ?? router.options.httpWaitMs;
+  const maxWaitMs = positiveIntOption('maxWaitMs', options.maxWaitMs, router.options.httpMaxWaitMs);
   const logger = (options.logger ?? noopLogger).child({ component: 'http-ingress' });
   const retryAfterS = String(Math.max(1, Math.ceil(router.options.nakDelayMs / 1000)));
   const auth = resolveHttpIngressAuth(options.auth);
@@ -1010,12 +1014,12 @@ export async function startHttpIngress(router: Router, options: HttpIngressOptio
         return;
       }
       const answers = await Promise.all(
-        events.map((ev) => router.submit(ev, { waitMs: waitBudgetMs(ev, defaultWaitMs) })),
+        events.map((ev) => router.submit(ev, { waitMs: waitBudgetMs(ev, defaultWaitMs, maxWaitMs) })),
       );
       const rendered = answers.map((a, i) => {
         const ev = events[i] as RouterEvent;
         if (a) return answerBody(a);
-        const ms = waitBudgetMs(ev, defaultWaitMs);
+        const ms = waitBudgetMs(ev, defaultWaitMs, maxWaitMs);
         return {
           status: 504,
           body: problem(504, 'TIMEOUT', `no outcome within ${ms} ms (the event is accepted and still running)`, {

@@ -28,6 +28,8 @@ export const DEFAULT_MAX_EVENT_BYTES = 1_048_576;
 export const DEFAULT_HTTP_PORT = 8080;
 /** Wait of `?wait=1` when the event carries no latency budget, ms. */
 export const DEFAULT_HTTP_WAIT_MS = 30_000;
+/** Longest `?wait=1`, whatever the event's latency budget, ms (5 min, as for NATS outcome questions). */
+export const DEFAULT_HTTP_MAX_WAIT_MS = 300_000;
 /** Deferrable work waits when an eligible agent is at most this share of the chosen one's carbon intensity. */
 export const DEFAULT_DEFER_THRESHOLD_RATIO = 0.8;
 /** How often deferred work is re-decided, ms. */
@@ -83,6 +85,11 @@ export interface RouterOptions {
   httpHost?: string;
   /** `?wait=1` limit when the event has no latency budget. @default 30000 */
   httpWaitMs?: number;
+  /**
+   * Longest `?wait=1` whatever the event's latency budget (which may be up to 2^31-1 ms): past it the
+   * request is answered 504, the event accepted and still running. @default 300000
+   */
+  httpMaxWaitMs?: number;
   /** Carbon time shifting: defer when a greener eligible slot is expected at most this ratio of the chosen intensity. @default 0.8 */
   deferThresholdRatio?: number;
   /** Re-decide deferred work this often. @default 60000 */
@@ -197,6 +204,7 @@ export function resolveRouterOptions(input: RouterOptions = {}): ResolvedRouterO
     httpPort: positiveInt('httpPort', input.httpPort, DEFAULT_HTTP_PORT, 0),
     httpHost,
     httpWaitMs: positiveInt('httpWaitMs', input.httpWaitMs, DEFAULT_HTTP_WAIT_MS),
+    httpMaxWaitMs: positiveInt('httpMaxWaitMs', input.httpMaxWaitMs, DEFAULT_HTTP_MAX_WAIT_MS),
     deferThresholdRatio: ratio('deferThresholdRatio', input.deferThresholdRatio, DEFAULT_DEFER_THRESHOLD_RATIO),
     deferRecheckMs: positiveInt('deferRecheckMs', input.deferRecheckMs, DEFAULT_DEFER_RECHECK_MS),
     carbonMemoryMs: positiveInt('carbonMemoryMs', input.carbonMemoryMs, DEFAULT_CARBON_MEMORY_MS, 0),

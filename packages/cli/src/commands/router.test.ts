@@ -441,6 +441,8 @@ describe('meshroute router flags', () => {
         maxQueued: 10,
         maxAttempts: 3,
         dispatchTimeoutMs: 2000,
+        httpWaitMs: 1000,
+        httpMaxWaitMs: 60_000,
       }),
     ).toEqual({
       maxEventBytes: 4096,
@@ -450,6 +452,8 @@ describe('meshroute router flags', () => {
       maxQueued: 10,
       maxAttempts: 3,
       dispatchTimeoutMs: 2000,
+      httpWaitMs: 1000,
+      httpMaxWaitMs: 60_000,
     });
   });
 });

@@ -488,6 +488,8 @@ interface RouterFlags extends NatsFlags {
   maxQueued?: number;
   maxAttempts?: number;
   dispatchTimeoutMs?: number;
+  httpWaitMs?: number;
+  httpMaxWaitMs?: number;
 }
 
 /** A flag taking a positive integer (a count, milliseconds or bytes). */
@@ -508,6 +510,8 @@ export function routerOptionsFromFlags(flags: {
   maxQueued?: number | undefined;
   maxAttempts?: number | undefined;
   dispatchTimeoutMs?: number | undefined;
+  httpWaitMs?: number | undefined;
+  httpMaxWaitMs?: number | undefined;
 }): RouterOptions {
   return {
     ...(flags.maxEventBytes !== undefined ? { maxEventBytes: flags.maxEventBytes } : {}),
@@ -522,6 +526,8 @@ export function routerOptionsFromFlags(flags: {
     ...(flags.maxQueued !== undefined ? { maxQueued: flags.maxQueued } : {}),
     ...(flags.maxAttempts !== undefined ? { maxAttempts: flags.maxAttempts } : {}),
     ...(flags.dispatchTimeoutMs !== undefined ? { dispatchTimeoutMs: flags.dispatchTimeoutMs } : {}),
+    ...(flags.httpWaitMs !== undefined ? { httpWaitMs: flags.httpWaitMs } : {}),
+    ...(flags.httpMaxWaitMs !== undefined ? { httpMaxWaitMs: flags.httpMaxWaitMs } : {}),
   };
 }
 
@@ -582,6 +588,18 @@ export function register(program: Command, ctx: CliContext): void {
       new Option('--dispatch-timeout-ms <ms>', "an agent's answer to one dispatch, at most (default: 10000)").argParser(
         positiveIntFlag('--dispatch-timeout-ms'),
       ),
+    )
+    .addOption(
+      new Option(
+        '--http-wait-ms <ms>',
+        'how long POST /events?wait=1 waits for an event without a latency budget (default: 30000)',
+      ).argParser(positiveIntFlag('--http-wait-ms')),
+    )
+    .addOption(
+      new Option(
+        '--http-max-wait-ms <ms>',
+        'longest POST /events?wait=1, whatever the latency budget; then 504, the event still running (default: 300000)',
+      ).argParser(positiveIntFlag('--http-max-wait-ms')),
     )
     .addOption(
       new Option(
