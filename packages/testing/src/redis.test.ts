@@ -1,3 +1,8 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { stopAllServers } from './cleanup.js';
@@ -40,6 +45,59 @@ describe('startRedisServer', () => {
     expect(redis.pid).not.toBe(pid);
     await redis.stop();
     expect(redis.running()).toBe(false);
+  });
+
+  it('says which binary is missing and how to install it', async () => {
+    const err = await startRedisServer({ binary: 'no-such-redis-server' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RedisServerStartError);
+    expect((err as Error).message).toBe(
+      'no-such-redis-server was not found on PATH: run `bash scripts/setup.sh` (or `apt-get install redis-server`)',
+    );
+  });
+
+  it('leaves no redis-server behind when the test process is killed with SIGKILL', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'meshroute-redis-parent-'));
+    const script = join(dir, 'parent.mts');
+    writeFileSync(
+      script,
+      `import { startRedisServer } from ${JSON.stringify(fileURLToPath(new URL('./redis.ts', import.meta.url)))};
+const r = await startRedisServer();
+process.stdout.write(\`ready \${r.pid}\\n\`);
+setInterval(() => {}, 1000);
+`,
+    );
+    const root = fileURLToPath(new URL('../../..', import.meta.url));
+    const parent = spawn(process.execPath, ['--conditions=@meshroute/source', '--import', 'tsx', script], {
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    try {
+      let out = '';
+      const pid = await new Promise<number>((resolve, reject) => {
+        parent.stdout?.on('data', (d: Buffer) => {
+          out += d.toString();
+          const m = /ready (\d+)/.exec(out);
+          if (m) resolve(Number(m[1]));
+        });
+        parent.once('exit', () => reject(new Error(`the parent exited before its server was ready: ${out}`)));
+      });
+      const alive = (): boolean => {
+        try {
+          process.kill(pid, 0);
+          return true;
+        } catch {
+          return false;
+        }
+      };
+      expect(alive()).toBe(true);
+      parent.kill('SIGKILL');
+      const deadline = Date.now() + 5_000;
+      while (alive() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(alive()).toBe(false);
+    } finally {
+      if (parent.exitCode === null && parent.signalCode === null) parent.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('reports a bad argument with the server log', async () => {

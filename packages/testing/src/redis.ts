@@ -1,18 +1,28 @@
 /**
  * A real `redis-server` for tests: free port, bound to 127.0.0.1, no persistence, in a temporary
  * directory; ready once it answers PING. `restart()` comes back on the same port (empty: no
- * persistence), which is what the "Redis restarts" failure tests need.
+ * persistence), which is what the "Redis restarts" failure tests need. It is started under the
+ * same watchdog as nats-server (`spawnSupervised`): a test process killed with SIGKILL leaves no
+ * redis-server behind.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCode, MeshError } from '@meshroute/mesh';
 import { freePort } from '@meshroute/transport-nats';
-import { killOnExit } from '@meshroute/transport-nats/internal';
+import {
+  killOnExit,
+  SH_COMMAND_NOT_FOUND,
+  SUPERVISED_BY_WATCHDOG,
+  spawnSupervised,
+} from '@meshroute/transport-nats/internal';
 import { trackResource } from './cleanup.js';
 import { waitFor } from './wait.js';
+
+/** After the test process died: time the watchdog gives redis-server between SIGTERM and SIGKILL, ms. */
+const REDIS_WATCHDOG_STOP_TIMEOUT_MS = 2_000;
 
 /** How long {@link startRedisServer} waits for PONG. */
 export const DEFAULT_REDIS_START_TIMEOUT_MS = 10_000;
@@ -118,7 +128,11 @@ export async function startRedisServer(options: StartRedisServerOptions = {}): P
   const start = async (): Promise<void> => {
     const args = ['--port', String(port), '--bind', host, '--save', '', '--appendonly', 'no', '--dir', dir];
     args.push('--protected-mode', 'no', ...(options.args ?? []));
-    const c = spawn(binary, args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    const c = spawnSupervised(binary, args, {
+      cwd: dir,
+      stopTimeoutMs: REDIS_WATCHDOG_STOP_TIMEOUT_MS,
+      label: 'meshroute-redis-watchdog',
+    });
     child = c;
     const onData = (b: Buffer) => {
       for (const l of b.toString('utf8').split('\n')) if (l.trim() !== '') lines.push(l);
@@ -142,7 +156,10 @@ export async function startRedisServer(options: StartRedisServerOptions = {}): P
         { timeoutMs: startTimeoutMs, intervalMs: 20 },
       );
       if (state === 'exited') {
-        if ((spawnError as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') {
+        const notFound = SUPERVISED_BY_WATCHDOG
+          ? c.exitCode === SH_COMMAND_NOT_FOUND
+          : (spawnError as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
+        if (notFound) {
           throw new RedisServerStartError(
             `${binary} was not found on PATH: run \`bash scripts/setup.sh\` (or \`apt-get install redis-server\`)`,
             { cause: spawnError },

@@ -4,3 +4,9 @@ export { natsClientOptions } from './connection.js';
 export { isNatsTimeout, isNoResponders } from './errors.js';
 export { isSubjectToken } from './options.js';
 export { killOnExit } from './server-process.js';
+export {
+  SH_COMMAND_NOT_FOUND,
+  SUPERVISED_BY_WATCHDOG,
+  type SupervisedSpawnOptions,
+  spawnSupervised,
+} from './supervised.js';

@@ -11,28 +11,20 @@
  * then stops the server (SIGTERM, SIGKILL after `stopTimeoutMs`).
  *
  * A detached server would outlive a parent that dies without running any handler (SIGKILL, a
- * crash, the OOM killer). nats-server has no parent-death option, so on POSIX systems it is
- * started through a small `/bin/sh` wrapper that forks a watchdog and then `exec`s nats-server
- * (the child's pid *is* the server's pid; signals and exit status are the server's own). The
- * watchdog blocks reading a lifeline, an extra stdio pipe (fd 3) whose other end only this
- * process holds (nats-server gets fd 3 closed). The kernel closes that end when this process
- * dies, however it dies, and the watchdog then sends the server SIGTERM, and SIGKILL after
- * `stopTimeoutMs`. When the server exits first, this process writes a line on the lifeline and
- * the watchdog leaves quietly. A pipe was chosen over polling the parent pid (`kill -0 $PPID`):
- * no polling, no parent-pid reuse race, no dependence on which thread spawned the server (unlike
- * Linux `PR_SET_PDEATHSIG` through `setpriv`, which fires when the spawning *thread* exits and
- * exists on Linux only). On Windows the server is spawned directly, as before.
+ * crash, the OOM killer): it is started through {@link spawnSupervised}, whose watchdog stops it
+ * when this process dies, however it dies.
  *
  * {@link killOnExit} kills what is still running when this process exits, and on a terminating
  * signal only when nothing else in the process handles that signal.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createConnection, createServer, type Socket } from 'node:net';
+import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, ErrorCode, MeshError } from '@meshroute/mesh';
+import { SH_COMMAND_NOT_FOUND, SUPERVISED_BY_WATCHDOG, spawnSupervised } from './supervised.js';
 
 /** How long {@link spawnNatsServer} waits for "Server is ready". */
 export const DEFAULT_NATS_START_TIMEOUT_MS = 15_000;
@@ -387,36 +379,6 @@ export function killOnExit(child: ChildProcess): void {
   child.once('exit', () => liveChildren.delete(child));
 }
 
-/** Whether servers are started through the watchdog wrapper (every POSIX system). */
-const USE_WATCHDOG = process.platform !== 'win32';
-
-/**
- * The `/bin/sh` wrapper: `$1` is the stop timeout in tenths of a second, the rest is the server's
- * command line. It forks the watchdog (which reads the lifeline on fd 3; stdio to /dev/null so it
- * never holds the server's log pipes open), then replaces itself with the server, fd 3 closed.
- * A line on the lifeline means "the server is gone, stand down"; end of file without one means
- * the parent died: SIGTERM, then SIGKILL once the timeout has passed.
- */
-const WATCHDOG_SCRIPT = [
-  'pid=$$',
-  't=$1',
-  'shift',
-  '(',
-  '  if read -r _ <&3; then exit 0; fi',
-  '  kill -TERM "$pid" 2>/dev/null || exit 0',
-  '  n=0',
-  '  while kill -0 "$pid" 2>/dev/null; do',
-  '    if [ "$n" -ge "$t" ]; then kill -KILL "$pid" 2>/dev/null; exit 0; fi',
-  '    sleep 0.1',
-  '    n=$((n+1))',
-  '  done',
-  ') </dev/null >/dev/null 2>&1 &',
-  'exec "$@" 3<&-',
-].join('\n');
-
-/** Exit status of `sh` when the command of `exec` is not found. */
-const SH_COMMAND_NOT_FOUND = 127;
-
 class LogRing {
   private readonly lines: string[] = [];
   private partial = '';
@@ -509,29 +471,14 @@ class SpawnedNats implements NatsServerProcess {
     if (this.running()) return;
     const args = ['-c', this.configFile];
     if (this.o.debug) args.push('-D');
-    const child = USE_WATCHDOG
-      ? spawn(
-          '/bin/sh',
-          [
-            '-c',
-            WATCHDOG_SCRIPT,
-            'meshroute-nats-watchdog',
-            String(Math.max(1, Math.ceil(this.o.stopTimeoutMs / 100))),
-            this.o.binary,
-            ...args,
-          ],
-          // Own process group: a terminal's Ctrl-C reaches the parent only, which stops the server itself.
-          { cwd: this.o.dir, stdio: ['ignore', 'pipe', 'pipe', 'pipe'], detached: true },
-        )
-      : spawn(this.o.binary, args, { cwd: this.o.dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawnSupervised(this.o.binary, args, {
+      cwd: this.o.dir,
+      stopTimeoutMs: this.o.stopTimeoutMs,
+      label: 'meshroute-nats-watchdog',
+      // Own process group: a terminal's Ctrl-C reaches the parent only, which stops the server itself.
+      detached: true,
+    });
     this.child = child;
-    const lifeline = child.stdio[3] as Socket | null | undefined;
-    if (lifeline) {
-      // Never what keeps this process alive; a watchdog that is already gone is no error.
-      lifeline.unref();
-      lifeline.on('error', () => {});
-      child.once('exit', () => lifeline.end('exited\n'));
-    }
     let onReady: () => void = () => {};
     const ready = new Promise<void>((resolve) => {
       onReady = resolve;
@@ -562,7 +509,7 @@ class SpawnedNats implements NatsServerProcess {
         );
       }
       if (first !== 'ready') {
-        const notFound = USE_WATCHDOG
+        const notFound = SUPERVISED_BY_WATCHDOG
           ? first.code === SH_COMMAND_NOT_FOUND && /not found/i.test(this.logTail())
           : (first.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
         if (notFound) {
