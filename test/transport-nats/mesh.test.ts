@@ -1,4 +1,4 @@
-import { type CapacityReport, decodeMessage, meshNames, type WorkItem } from '@meshroute/mesh';
+import { type CapacityReport, decodeMessage, eventBucket, meshNames, type WorkItem } from '@meshroute/mesh';
 import { startNatsServer, type TestNatsServer, waitFor } from '@meshroute/testing';
 import {
   connectMesh,
@@ -209,15 +209,23 @@ describe('outcome streams', () => {
     const work = sampleWork('a1');
     await mesh.publishResult(resultFor(work), 'acme');
     await mesh.publishResult(resultFor(work), 'acme');
-    await mesh.publishDecision(sampleDecision('acme'));
-    await mesh.publishDeadLetter(sampleDeadLetter(undefined));
+    const decision = sampleDecision('acme');
+    const deadLetter = sampleDeadLetter(undefined);
+    await mesh.publishDecision(decision);
+    await mesh.publishDeadLetter(deadLetter);
     const jsm = await conn.jetstreamManager();
     const results = await jsm.streams.info(names.streams.results, { subjects_filter: '>' });
     expect(results.state.subjects).toEqual({ [names.resultsSubject('acme')]: 1 });
     const decisions = await jsm.streams.info(names.streams.decisions, { subjects_filter: '>' });
-    expect(decisions.state.subjects).toEqual({ [names.decisionsSubject('acme')]: 1 });
+    // One level below the tenant: the event's bucket (so that a lookup by event id reads ~1/4096).
+    expect(decisions.state.subjects).toEqual({
+      [`${names.decisionsSubject('acme')}.${eventBucket(decision.event.id)}`]: 1,
+    });
+    expect(names.decisionSubject('acme', decision.event.id)).toMatch(/\.decisions\.acme\.[0-9a-f]{3}$/);
     const dlq = await jsm.streams.info(names.streams.deadLetters, { subjects_filter: '>' });
-    expect(dlq.state.subjects).toEqual({ [names.deadLetterSubject(undefined)]: 1 });
+    expect(dlq.state.subjects).toEqual({
+      [`${names.deadLetterSubject(undefined)}.${eventBucket(deadLetter.eventId)}`]: 1,
+    });
     const stored = await jsm.streams.getMessage(names.streams.results, { seq: 1 });
     expect(decodeMessage('meshroute.result/v1', stored?.data ?? new Uint8Array())).toEqual(resultFor(work));
     await expect(mesh.publishResult(resultFor(work), 'a.b')).rejects.toMatchObject({ code: 'INVALID_MESSAGE' });

@@ -145,4 +145,11 @@ export {
   workResultSchema,
 } from './schemas.js';
 export { fromSdkEvent, toSdkEvent } from './sdk-interop.js';
-export { DEFAULT_SUBJECT_PREFIX, DEFAULT_TENANT_TOKEN, type MeshNames, meshNames } from './subjects.js';
+export {
+  DEFAULT_SUBJECT_PREFIX,
+  DEFAULT_TENANT_TOKEN,
+  EVENT_BUCKETS,
+  eventBucket,
+  type MeshNames,
+  meshNames,
+} from './subjects.js';

@@ -29,10 +29,22 @@ export interface MeshNames {
   capacityWildcard: string;
   /** Results: `<prefix>.results.<tenant>`. */
   resultsSubject(tenant?: string): string;
-  /** Decision records: `<prefix>.decisions.<tenant>`. */
+  /** A tenant's decision records are under `<prefix>.decisions.<tenant>.>` (this is the prefix). */
   decisionsSubject(tenant?: string): string;
-  /** Dead letters: `<prefix>.dlq.<tenant>`. */
+  /**
+   * Where the decision records of one event are published: `<prefix>.decisions.<tenant>.<bucket>`,
+   * the bucket being {@link eventBucket} of its id, so that `meshroute decisions --event ID` reads
+   * about 1/4096 of the stream (see {@link MeshNames.decisionsByEventFilter}) instead of all of it.
+   */
+  decisionSubject(tenant: string | undefined, eventId: string): string;
+  /** Filter on the decisions stream for the records of event `eventId`, any tenant: `<prefix>.decisions.*.<bucket>`. */
+  decisionsByEventFilter(eventId: string): string;
+  /** A tenant's dead letters are under `<prefix>.dlq.<tenant>.>` (this is the prefix). */
   deadLetterSubject(tenant?: string): string;
+  /** Where the dead letters of one event are published: `<prefix>.dlq.<tenant>.<bucket>` (as {@link MeshNames.decisionSubject}). */
+  deadLetterEventSubject(tenant: string | undefined, eventId: string): string;
+  /** Filter on the dead-letter stream for event `eventId`, any tenant: `<prefix>.dlq.*.<bucket>`. */
+  deadLettersByEventFilter(eventId: string): string;
   /** Router liveness and control: `<prefix>.router.<routerId>`. */
   routerSubject(routerId: string): string;
   /**
@@ -58,6 +70,26 @@ export interface MeshNames {
 /** The tenant segment used when an event carries no `tenant`. */
 export const DEFAULT_TENANT_TOKEN = '_';
 
+/** Number of event buckets in the decision and dead-letter subjects. */
+export const EVENT_BUCKETS = 4096;
+
+const utf8 = new TextEncoder();
+
+/**
+ * The subject token of an event id's bucket: FNV-1a (32-bit) of the id's UTF-8 bytes, its low 12
+ * bits as three lowercase hex digits (`000`-`fff`). Bounded (4,096 subjects per tenant, not one per
+ * event, which JetStream would have to index) and stable across languages.
+ * @example eventBucket('1234-1234-1234') // three hex digits, the same on every router
+ */
+export function eventBucket(eventId: string): string {
+  let h = 0x811c9dc5;
+  for (const b of utf8.encode(eventId)) {
+    h ^= b;
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return (h & (EVENT_BUCKETS - 1)).toString(16).padStart(3, '0');
+}
+
 function tenantToken(tenant: string | undefined): string {
   return tenant === undefined || tenant === '' ? DEFAULT_TENANT_TOKEN : tenant;
 }
@@ -79,7 +111,11 @@ export function meshNames(prefix: string = DEFAULT_SUBJECT_PREFIX): MeshNames {
     capacityWildcard: `${prefix}.capacity.*`,
     resultsSubject: (tenant) => `${prefix}.results.${tenantToken(tenant)}`,
     decisionsSubject: (tenant) => `${prefix}.decisions.${tenantToken(tenant)}`,
+    decisionSubject: (tenant, eventId) => `${prefix}.decisions.${tenantToken(tenant)}.${eventBucket(eventId)}`,
+    decisionsByEventFilter: (eventId) => `${prefix}.decisions.*.${eventBucket(eventId)}`,
     deadLetterSubject: (tenant) => `${prefix}.dlq.${tenantToken(tenant)}`,
+    deadLetterEventSubject: (tenant, eventId) => `${prefix}.dlq.${tenantToken(tenant)}.${eventBucket(eventId)}`,
+    deadLettersByEventFilter: (eventId) => `${prefix}.dlq.*.${eventBucket(eventId)}`,
     routerSubject: (routerId) => `${prefix}.router.${routerId}`,
     outcomeSubject: (tenant) => `${prefix}.outcome.${tenantToken(tenant)}`,
     outcomeWildcard: `${prefix}.outcome.*`,

@@ -276,13 +276,13 @@ export function natsMesh(conn: MeshConnection, options: NatsMeshOptions): Mesh {
 
     async publishDecision(record: DecisionRecord): Promise<void> {
       const body = encodeMessage('meshroute.decision/v1', record);
-      const subject = names.decisionsSubject(tenantToken('decision', record.event.tenant));
+      const subject = names.decisionSubject(tenantToken('decision', record.event.tenant), record.event.id);
       await jsPublish(subject, body, record.decisionId, `publish decision ${record.decisionId}`);
     },
 
     async publishDeadLetter(record: DeadLetterRecord): Promise<void> {
       const body = encodeMessage('meshroute.deadletter/v1', record);
-      const subject = names.deadLetterSubject(tenantToken('dead letter', record.tenant));
+      const subject = names.deadLetterEventSubject(tenantToken('dead letter', record.tenant), record.eventId);
       await jsPublish(subject, body, deadLetterMsgId(record), `publish dead letter of ${record.eventId}`);
     },
 

@@ -26,6 +26,22 @@ describe('meshroute decisions', () => {
           event: { id: 'evt-routed', type: 't', source: '/s', attributes: {} },
         }),
       );
+      // The same id in another tenant (found: the lookup filters by the id's bucket across tenants),
+      // and other events' records (not shown).
+      await mesh.publishDecision(
+        sampleDecisionRecord({
+          decisionId: 'dec-acme',
+          event: { id: 'evt-routed', type: 't', source: '/acme', tenant: 'acme', attributes: {} },
+        }),
+      );
+      for (let i = 0; i < 30; i++) {
+        await mesh.publishDecision(
+          sampleDecisionRecord({
+            decisionId: `dec-other-${i}`,
+            event: { id: `evt-other-${i}`, type: 't', source: '/s', attributes: {} },
+          }),
+        );
+      }
       await mesh.publishDeadLetter(
         sampleDeadLetter({
           eventId: 'evt-refused',
@@ -45,7 +61,9 @@ describe('meshroute decisions', () => {
   it('shows the recent records without --event', async () => {
     const r = await decisions(nats.url, '--limit', '5');
     expect(r.code).toBe(0);
-    expect(r.out).toContain('dec-routed');
+    // The newest 5: the last of the other events' records.
+    expect(r.out).toContain('dec-other-29');
+    expect(r.out).not.toContain('dec-other-24');
   });
 
   it('finds the record of an event by id, as text and as valid JSON', async () => {
@@ -55,7 +73,7 @@ describe('meshroute decisions', () => {
     expect(text.out).toContain('event evt-routed');
     const json = await decisions(nats.url, '--event', 'evt-routed', '--json');
     expect(json.code).toBe(0);
-    expect(JSON.parse(json.out)).toMatchObject([{ decisionId: 'dec-routed' }]);
+    expect(JSON.parse(json.out)).toMatchObject([{ decisionId: 'dec-routed' }, { decisionId: 'dec-acme' }]);
   });
 
   it('says the event id is unknown (stderr, exit 1) and keeps --json stdout valid JSON', async () => {

@@ -21,22 +21,23 @@ export const DEFAULT_DECISIONS_LIMIT = 20;
 
 /** Options of {@link readDecisions}. */
 export interface ReadDecisionsOptions {
-  /** Only records of this event id (scans the whole stream). */
+  /** Only records of this event id (reads only its subject bucket, about 1/4096 of the stream). */
   eventId?: string;
   /** The newest N records (after filtering). @default 20 */
   limit?: number;
 }
 
 /**
- * Read one stream from `startSeq` to its last message as it was when the read began, decoding each
- * message with `decode` (messages it throws on are skipped) and keeping the last `limit` kept ones.
+ * Read one stream from `startSeq` to its last message as it was when the read began (only the
+ * messages on `filterSubject` when given: the server skips the others), decoding each message with
+ * `decode` (messages it throws on are skipped) and keeping the last `limit` kept ones.
  */
 async function scanStream<T>(
   conn: MeshConnection,
   stream: string,
   decode: (data: Uint8Array) => T,
   keep: (record: T) => boolean,
-  options: { limit: number; tail: boolean },
+  options: { limit: number; tail: boolean; filterSubject?: string },
 ): Promise<T[]> {
   const jsm = await conn.jetstreamManager();
   let info: Awaited<ReturnType<typeof jsm.streams.info>>;
@@ -59,7 +60,10 @@ async function scanStream<T>(
   const consumer = await conn.js.consumers.get(stream, {
     deliver_policy: 'by_start_sequence' as never,
     opt_start_seq: startSeq,
+    ...(options.filterSubject === undefined ? {} : { filter_subjects: options.filterSubject }),
   });
+  // With a filter nothing may match: then no message would ever come to end the loop below.
+  if (options.filterSubject !== undefined && (await consumer.info(true)).num_pending === 0) return [];
   const out: T[] = [];
   const iter = await consumer.consume();
   try {
@@ -92,18 +96,22 @@ export async function readDecisions(
     meshNames().streams.decisions,
     (data) => decodeMessage('meshroute.decision/v1', data),
     (r) => eventId === undefined || r.event.id === eventId,
-    { limit: options.limit ?? DEFAULT_DECISIONS_LIMIT, tail: eventId === undefined },
+    {
+      limit: options.limit ?? DEFAULT_DECISIONS_LIMIT,
+      tail: eventId === undefined,
+      ...(eventId === undefined ? {} : { filterSubject: meshNames().decisionsByEventFilter(eventId) }),
+    },
   );
 }
 
-/** The dead letters of one event id (scans the whole dead-letter stream), oldest first. */
+/** The dead letters of one event id (its subject bucket of the dead-letter stream), oldest first. */
 export async function readDeadLetters(conn: MeshConnection, eventId: string): Promise<DeadLetterRecord[]> {
   return scanStream(
     conn,
     meshNames().streams.deadLetters,
     (data) => decodeMessage('meshroute.deadletter/v1', data),
     (r) => r.eventId === eventId,
-    { limit: 100, tail: false },
+    { limit: 100, tail: false, filterSubject: meshNames().deadLettersByEventFilter(eventId) },
   );
 }
 
