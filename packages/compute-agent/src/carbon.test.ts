@@ -134,6 +134,60 @@ describe('carbon: Carbon Aware SDK WebAPI provider', () => {
     expect(time.pendingTimers()).toBe(0);
   });
 
+  it('refuses an answer over maxResponseBytes, streamed or declared, and keeps the last value', async () => {
+    let mode: 'ok' | 'streamed' | 'declared' = 'ok';
+    const api = await serve((_req, res) => {
+      if (mode === 'streamed') {
+        // Chunked, no content-length: 64 KiB pieces until the client gives up (or 4 MiB).
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.write('[');
+        let sent = 0;
+        const more = (): void => {
+          while (sent < 4 * 1024 * 1024) {
+            sent += 65_536;
+            if (!res.write(`${'{"rating":1},'.repeat(5041)} `)) return void res.once('drain', more);
+          }
+          res.end('{"rating":1}]');
+        };
+        res.on('error', () => {});
+        more();
+        return;
+      }
+      if (mode === 'declared') {
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(10 * 1024 * 1024) });
+        res.write('[');
+        return;
+      }
+      json(res, 200, [{ location: 'DE', time: new Date().toISOString(), rating: 120 }]);
+    });
+    const warnings: string[] = [];
+    const logger = {
+      debug: () => {},
+      info: () => {},
+      warn: (_m: string, f?: Record<string, unknown>) => warnings.push(String(f?.reason)),
+      error: () => {},
+      child: () => logger,
+    };
+    const src = carbonAwareProvider({
+      url: api.url,
+      location: 'DE',
+      fallback: { intensity: 340, source: 'auto' },
+      maxResponseBytes: 256 * 1024,
+      logger,
+    });
+    await src.start();
+    expect(src.current()).toEqual({ intensity: 120, source: 'provider' });
+    mode = 'streamed';
+    await src.refresh();
+    expect(src.current()).toEqual({ intensity: 120, source: 'provider-stale' });
+    expect(warnings.at(-1)).toBe('the answer is over the limit of 262144 bytes');
+    mode = 'declared';
+    await src.refresh();
+    expect(warnings.at(-1)).toBe('the answer is 10485760 bytes, over the limit of 262144');
+    expect(src.current()).toEqual({ intensity: 120, source: 'provider-stale' });
+    await src.close();
+  });
+
   it('gives up on a provider that does not answer within the timeout', async () => {
     const api = await serve(() => {
       /* never answers */

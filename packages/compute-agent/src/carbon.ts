@@ -30,6 +30,8 @@ export const AUTO_CARBON_DATASET = 'tgwf-co2-average';
 export const DEFAULT_CARBON_POLL_INTERVAL_MS = 300_000;
 /** Default timeout of one provider request. */
 export const DEFAULT_CARBON_REQUEST_TIMEOUT_MS = 2_000;
+/** Largest provider answer read, bytes (a real one is a few hundred bytes). */
+export const DEFAULT_CARBON_MAX_RESPONSE_BYTES = 1_048_576;
 
 function checkIntensity(option: string, value: number): number {
   if (!Number.isFinite(value) || value < 0) {
@@ -101,6 +103,8 @@ export interface CarbonAwareProviderOptions {
   pollIntervalMs?: number;
   /** @default {@link DEFAULT_CARBON_REQUEST_TIMEOUT_MS} */
   requestTimeoutMs?: number;
+  /** An answer over this many bytes is a failed poll, not read on (keeps the last value). @default {@link DEFAULT_CARBON_MAX_RESPONSE_BYTES} */
+  maxResponseBytes?: number;
   /** @default systemClock */
   clock?: Clock;
   /** @default noopLogger */
@@ -115,6 +119,27 @@ interface EmissionsData {
   time: string;
   rating: number;
   duration?: string;
+}
+
+/** The body of `res` as UTF-8 text, refusing (and cancelling) one over `maxBytes`. */
+async function readCapped(res: Response, maxBytes: number): Promise<string> {
+  const declared = Number(res.headers.get('content-length'));
+  if (Number.isFinite(declared) && declared > maxBytes) {
+    await res.body?.cancel().catch(() => undefined);
+    throw new Error(`the answer is ${declared} bytes, over the limit of ${maxBytes}`);
+  }
+  if (res.body === null) return '';
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+    total += chunk.byteLength;
+    if (total > maxBytes) {
+      await res.body.cancel().catch(() => undefined);
+      throw new Error(`the answer is over the limit of ${maxBytes} bytes`);
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 function latestRating(body: unknown): number {
@@ -160,6 +185,10 @@ export function carbonAwareProvider(options: CarbonAwareProviderOptions): Carbon
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? noopLogger;
   const doFetch = options.fetch ?? globalThis.fetch;
+  const maxResponseBytes = options.maxResponseBytes ?? DEFAULT_CARBON_MAX_RESPONSE_BYTES;
+  if (!Number.isSafeInteger(maxResponseBytes) || maxResponseBytes < 1) {
+    throw new ConfigError('maxResponseBytes', `must be a positive integer, got ${maxResponseBytes}`);
+  }
   checkIntensity('carbon fallback', options.fallback.intensity);
   const endpoint = new URL('emissions/bylocation', base.href.endsWith('/') ? base.href : `${base.href}/`);
   endpoint.searchParams.set('location', options.location);
@@ -178,7 +207,7 @@ export function carbonAwareProvider(options: CarbonAwareProviderOptions): Carbon
     try {
       const res = await doFetch(endpoint, { signal: ac.signal, headers: { accept: 'application/json' } });
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
-      const rating = latestRating(await res.json());
+      const rating = latestRating(JSON.parse(await readCapped(res, maxResponseBytes)));
       reading = { intensity: rating, source: 'provider' };
     } catch (err) {
       reading = { intensity: reading.intensity, source: 'provider-stale' };
