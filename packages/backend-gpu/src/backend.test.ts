@@ -1,3 +1,8 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ErrorCode, MeshError } from '@meshroute/mesh';
 import { simulatedClock } from '@meshroute/testing';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -332,6 +337,32 @@ describe('errors: the backend reports them and keeps serving', () => {
     await gpu.close();
     for (const j of await Promise.all(jobs)) expect(j).toMatchObject({ code: ErrorCode.SHUTTING_DOWN });
     expect(internals.stats().workersTerminatedOnClose).toBe(0);
+  });
+
+  it('a script awaiting close() with nothing else running ends normally (close keeps the process alive)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'meshroute-gpu-close-'));
+    try {
+      const script = join(dir, 'close.mts');
+      writeFileSync(
+        script,
+        `import { createGpuBackend } from ${JSON.stringify(fileURLToPath(new URL('./backend.ts', import.meta.url)))};
+const gpu = createGpuBackend({ workers: 2, probes: { fileExists: () => false, nvidiaSmi: () => undefined } });
+await gpu.ready();
+await gpu.close();
+process.stdout.write('closed\\n');
+`,
+      );
+      const root = fileURLToPath(new URL('../../..', import.meta.url));
+      const r = spawnSync(process.execPath, ['--conditions=@meshroute/source', '--import', 'tsx', script], {
+        cwd: root,
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      // Without the fix Node ended the process with 13 (an unsettled top-level await) before the workers exited.
+      expect({ status: r.status, stdout: r.stdout }).toEqual({ status: 0, stdout: 'closed\n' });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('close() terminates a worker that has not stopped within closeTimeoutMs', async () => {

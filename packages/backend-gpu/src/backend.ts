@@ -723,6 +723,9 @@ export function createGpuBackend(options: GpuBackendOptions = {}): GpuBackend {
    */
   function stopWorker(slot: Slot): Promise<void> {
     const { worker } = slot;
+    // Workers are unref'd while they serve; until this one has exited it must keep the process
+    // alive, or a caller awaiting close() with nothing else running would see the process end first.
+    worker.ref();
     return new Promise<void>((resolve) => {
       let cancelTimer: (() => void) | undefined;
       const exited = () => {
