@@ -112,7 +112,10 @@ export interface GpuBackendInternals {
   stats(): GpuBackendStats;
   /** Terminate worker `index` as if it had crashed. */
   killWorker(index: number): void;
-  /** Called with each task sent to a worker. */
+  /**
+   * Called with each task just before it is posted to its worker (a test that kills the worker here
+   * knows the task cannot have run).
+   */
   onDispatch(fn: ((task: { kind: 'load' | 'batch'; requests: number; worker: number }) => void) | undefined): void;
 }
 
@@ -538,8 +541,8 @@ export function createGpuBackend(options: GpuBackendOptions = {}): GpuBackend {
       slot.worker.ref();
       if (task.kind === 'load') {
         const msg: ToWorker = { type: 'load', taskId: task.id, digest, model: task.entry.bytes, evict };
-        slot.worker.postMessage(msg);
         dispatchHook?.({ kind: 'load', requests: 0, worker: slots.indexOf(slot) });
+        slot.worker.postMessage(msg);
         continue;
       }
       const batch = task.batch;
@@ -571,8 +574,8 @@ export function createGpuBackend(options: GpuBackendOptions = {}): GpuBackend {
         ends,
         workloads,
       };
-      slot.worker.postMessage(msg, [input.buffer, ends.buffer]);
       dispatchHook?.({ kind: 'batch', requests: task.sent.length, worker: slots.indexOf(slot) });
+      slot.worker.postMessage(msg, [input.buffer, ends.buffer]);
     }
   }
 
