@@ -3,6 +3,7 @@
  * vocabulary and evaluates; a closure compiler turns the common subset of a checked expression
  * into a plain JavaScript function (event-only subtrees become per-event slots) for the hot path.
  */
+import { RE2JS } from '@bufbuild/re2';
 import { type ASTNode, Environment, type ParseResult } from '@marcbachmann/cel-js';
 import type { AgentView, FieldType, Vocabulary } from './vocabulary.js';
 
@@ -26,7 +27,13 @@ export const DEFAULT_EXPRESSION_LIMITS: ExpressionLimits = { maxExpressionChars:
 
 /** A compile failure, with the offset of the problem inside the expression source. */
 export interface CelCompileError {
-  code: 'cel-parse' | 'cel-type' | 'expression-too-large' | 'expression-too-deep';
+  code:
+    | 'cel-parse'
+    | 'cel-type'
+    | 'expression-too-large'
+    | 'expression-too-deep'
+    | 'regex-not-constant'
+    | 'regex-invalid';
   message: string;
   offset: number;
 }
@@ -101,9 +108,22 @@ export function createCelEngine(vocab: Vocabulary, limits: ExpressionLimits = DE
     for (const [k, v] of Object.entries(fields)) s[k] = celTypeOf(v);
     return s;
   };
+  // `matches` is evaluated with RE2 (linear time, the syntax the CEL spec names) instead of cel-js's
+  // JavaScript RegExp, which backtracks: `event.subject.matches('^(a+)+$')` on 30 characters of an
+  // event took over a second, 40 would hold the router for hours. Expressions calling `matches` are
+  // rewritten to call RE2_MATCHES on their constant pattern, compiled once.
+  const patterns = new Map<string, RE2JS>();
   const env = new Environment({ limits: { maxAstNodes: limits.maxAstNodes, maxDepth: limits.maxDepth } })
     .registerVariable({ name: 'event', schema: schemaOf(vocab.event) })
-    .registerVariable({ name: 'agent', schema: schemaOf(vocab.agent) });
+    .registerVariable({ name: 'agent', schema: schemaOf(vocab.agent) })
+    .registerFunction(`${RE2_MATCHES}(string, string): bool`, (text: string, pattern: string) => {
+      let re = patterns.get(pattern);
+      if (re === undefined) {
+        re = RE2JS.compile(pattern);
+        patterns.set(pattern, re);
+      }
+      return re.test(text);
+    });
 
   const compile = (source: string, expectType?: 'bool' | 'number' | 'string'): CompiledExpression | CelCompileError => {
     if (source.length > limits.maxExpressionChars) {
@@ -131,6 +151,17 @@ export function createCelEngine(vocab: Vocabulary, limits: ExpressionLimits = DE
         message: (e.summary ?? e.message.split('\n')[0] ?? '').trim(),
         offset: e.range?.start ?? 0,
       };
+    }
+    const regexError = checkPatterns(parsed.ast);
+    if (regexError !== undefined) return regexError;
+    if (callsMatches(parsed.ast)) {
+      // The same expression with every `x.matches(p)` as RE2_MATCHES(x, p): evaluated, compiled and
+      // typed from here on (errors above were located in the source as written).
+      try {
+        parsed = env.parse(unparse(withRe2Matches(parsed.ast)));
+      } catch (err) {
+        return { code: 'cel-parse', message: (err as Error).message.split('\n')[0] ?? 'parse error', offset: 0 };
+      }
     }
     const checked = parsed.check();
     if (!checked.valid) {
@@ -253,6 +284,93 @@ function literal(v: unknown): string {
   }
   if (v instanceof Uint8Array) return `b"${[...v].map((b) => `\\x${b.toString(16).padStart(2, '0')}`).join('')}"`;
   throw new Unsupported();
+}
+
+/** The function `matches` calls are rewritten to (RE2, linear time). */
+const RE2_MATCHES = 'meshroute_re2_matches';
+
+function isMatches(n: ASTNode): boolean {
+  return (n.op === 'rcall' && n.args[0] === 'matches') || (n.op === 'call' && n.args[0] === 'matches');
+}
+
+function callsMatches(root: ASTNode): boolean {
+  let found = false;
+  walk(root, (n) => {
+    if (isMatches(n)) found = true;
+  });
+  return found;
+}
+
+/**
+ * Every `matches` pattern must be a string literal (a pattern taken from the event would let a
+ * producer choose the regular expression) in RE2 syntax (the CEL spec's; no backreferences or
+ * lookaround).
+ */
+function checkPatterns(root: ASTNode): CelCompileError | undefined {
+  let error: CelCompileError | undefined;
+  walk(root, (n) => {
+    if (error !== undefined || !isMatches(n)) return;
+    let args: readonly ASTNode[];
+    if (n.op === 'rcall') args = n.args[2];
+    else if (n.op === 'call') args = n.args[1].slice(1);
+    else return;
+    const pattern = args[0];
+    if (pattern === undefined) return; // an arity error, reported by the type check
+    if (pattern.op !== 'value' || typeof pattern.args !== 'string') {
+      error = {
+        code: 'regex-not-constant',
+        message: 'the pattern of matches() must be a string literal',
+        offset: pattern.range?.start ?? n.range?.start ?? 0,
+      };
+      return;
+    }
+    try {
+      RE2JS.compile(pattern.args);
+    } catch (err) {
+      error = {
+        code: 'regex-invalid',
+        message: `matches(): ${(err as Error).message} (RE2 syntax)`,
+        offset: pattern.range?.start ?? 0,
+      };
+    }
+  });
+  return error;
+}
+
+/** A copy of the tree with `x.matches(p)` and `matches(x, p)` as `RE2_MATCHES(x, p)`. */
+function withRe2Matches(n: ASTNode): ASTNode {
+  const map = (x: ASTNode): ASTNode => withRe2Matches(x);
+  switch (n.op) {
+    case 'rcall':
+      if (n.args[0] === 'matches') {
+        return { ...n, op: 'call', args: [RE2_MATCHES, [map(n.args[1]), ...n.args[2].map(map)]] } as unknown as ASTNode;
+      }
+      return { ...n, args: [n.args[0], map(n.args[1]), n.args[2].map(map)] } as ASTNode;
+    case 'call':
+      return {
+        ...n,
+        args: [n.args[0] === 'matches' ? RE2_MATCHES : n.args[0], n.args[1].map(map)],
+      } as ASTNode;
+    case 'value':
+    case 'id':
+      return n;
+    case '.':
+    case '.?':
+      return { ...n, args: [map(n.args[0]), n.args[1]] } as ASTNode;
+    case 'list':
+      return { ...n, args: n.args.map(map) } as ASTNode;
+    case 'map':
+      return { ...n, args: n.args.map(([k, v]) => [map(k), map(v)]) } as ASTNode;
+    case '?:':
+      return { ...n, args: [map(n.args[0]), map(n.args[1]), map(n.args[2])] } as ASTNode;
+    case '!_':
+    case '-_':
+      return { ...n, args: map(n.args) } as ASTNode;
+    default: {
+      const [l, r] = n.args as [ASTNode, ASTNode];
+      return { ...n, args: [map(l), map(r)] } as ASTNode;
+    }
+  }
 }
 
 /** Turn a cel-js AST back into CEL source (fully parenthesized). */

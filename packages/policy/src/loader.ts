@@ -369,7 +369,11 @@ export function loadCompiled(
               ? 'split the expression into variables or several rules'
               : r.code === 'cel-parse'
                 ? 'see docs/policy-guide.md for the supported CEL subset'
-                : undefined;
+                : r.code === 'regex-not-constant'
+                  ? 'write the pattern in the policy; to compare with an event attribute use == or in'
+                  : r.code === 'regex-invalid'
+                    ? 'matches() takes RE2 syntax: no backreferences or lookaround (see docs/policy-guide.md)'
+                    : undefined;
       push(file.path, file.exprPos(path, used.length > 0 ? 0 : r.offset), r.code, `${path}: ${r.message}`, hint);
       return undefined;
     }

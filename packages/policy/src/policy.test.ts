@@ -83,6 +83,15 @@ describe('loadBundle errors', () => {
       'expression-too-deep',
     );
   });
+  it('refuses a matches() pattern that is not a literal, or not RE2, at its line and column', () => {
+    const dynamic = load(policy({ require: 'agent.region.matches(event.subject)' })).errors[0];
+    expect(dynamic).toMatchObject({ code: 'regex-not-constant', line: 9, col: 36 });
+    expect(dynamic?.hint).toMatch(/== or in/);
+    const backref = load(policy({ require: 'agent.region.matches("(a)\\\\1")' })).errors[0];
+    expect(backref).toMatchObject({ code: 'regex-invalid', line: 9 });
+    expect(backref?.message).toMatch(/invalid escape sequence.*RE2 syntax/);
+    expect(load(policy({ require: 'agent.region.matches("(?=a)")' })).errors[0]?.code).toBe('regex-invalid');
+  });
   it('reports duplicate ids and duplicate policy names', () => {
     const dup = policy().replace('preferences:\n  - id: green', 'preferences:\n  - id: in-residency');
     expect(load(dup).errors.map((e) => e.code)).toContain('duplicate-id');
@@ -147,6 +156,19 @@ describe('decide and explain', () => {
     expect(d?.outcome).toBe('no-eligible-agent');
     expect(d?.record.errors?.[0]?.rule).toBe('eu/in-residency');
   });
+  it('evaluates matches() with RE2 in linear time: a backtracking pattern cannot stall decide() on a hostile attribute', () => {
+    // With JavaScript RegExp this pattern takes exponential time on "aaaa...!" (30 characters: seconds).
+    const { bundle: b, errors } = load(
+      policy({ require: '!has(event.subject) || event.subject.matches("^(a+)+$") || agent.jurisdiction == "DE"' }),
+    );
+    expect(errors).toEqual([]);
+    const hostile = { ...event, subject: `${'a'.repeat(5000)}!` };
+    const d = b?.decide(hostile, agents, { nowMs: NOW });
+    expect(d?.outcome).toBe('routed');
+    expect(d?.chosen?.id).toBe('de-1');
+    expect(b?.decide({ ...event, subject: 'aaa' }, agents, { nowMs: NOW })?.chosen?.id).toBe('us-1'); // matches: all eligible, greenest wins
+    expect(b?.explain(hostile, agents, { nowMs: NOW }).decision.outcome).toBe('routed');
+  });
   it('explains every rule for every agent', () => {
     const x = bundle?.explain(event, agents, { nowMs: NOW });
     const us = x?.agents.find((a) => a.agentId === 'us-1');
@@ -185,6 +207,14 @@ describe('tests, holder, diff, fmt', () => {
     const bad = runPolicyTests(load(withTest('us-1')).bundle as never, { nowMs: NOW });
     expect(bad.failed).toBe(1);
     expect(bad.results[0]?.failures[0]).toMatch(/expected chosen us-1, got de-1/);
+  });
+  it('runs matches() the same in both engines (RE2 in each)', () => {
+    const content = policy({
+      require: 'agent.jurisdiction in event.residency && agent.id.matches("^[a-z]{2}-[0-9]+$")',
+      extra: `tests:\n  - name: re\n    event: { specversion: "1.0", id: x, source: /t, type: t, residency: eu }\n    agents: [{ id: de-1, jurisdiction: DE }, { id: DE_2, jurisdiction: DE }]\n    expect: { chosen: de-1, excluded: { DE_2: [eu/in-residency] } }\n`,
+    });
+    const r = runPolicyTests(load(content).bundle as never, { nowMs: NOW });
+    expect([r.passed, r.failed]).toEqual([1, 0]);
   });
   it('holder keeps the last good bundle and refuses a lower or unchanged version', () => {
     const h = createPolicyHolder();
