@@ -5,11 +5,18 @@
  */
 import { meshNames } from '@meshroute/mesh';
 import { createPolicyHolder } from '@meshroute/policy';
-import { createRouter, memoryStateStore, type Router } from '@meshroute/router';
+import type { Router } from '@meshroute/router';
 import { startNatsServer, type TestNatsServer, waitFor } from '@meshroute/testing';
-import { connectMesh, type MeshConnection, natsEventSource, natsMesh, provisionMesh } from '@meshroute/transport-nats';
+import { connectMesh, type MeshConnection, provisionMesh } from '@meshroute/transport-nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventFactory, policyFiles, startProducer, type TestProducer } from './support/mesh-fixtures.js';
+import {
+  eventFactory,
+  policyFiles,
+  startProducer,
+  startRouter,
+  type TestProducer,
+  type TestRouter,
+} from './support/mesh-fixtures.js';
 import {
   type AgentRun,
   followOutcomes,
@@ -24,6 +31,7 @@ const { event } = eventFactory('/it/exhausted');
 describe('an event whose deliveries run out', () => {
   let nats: TestNatsServer;
   let conn: MeshConnection;
+  let testRouter: TestRouter;
   let router: Router;
   let producer: TestProducer;
   let outcomes: OutcomeFeeds;
@@ -36,21 +44,18 @@ describe('an event whose deliveries run out', () => {
     outcomes = await followOutcomes(conn);
     // A router that came up before compliance pushed any policy: it can place nothing, so it
     // hands every event back to ingress.
-    router = createRouter({
-      mesh: natsMesh(conn, { routerId: 'r-exhausted' }),
-      source: natsEventSource(conn, { maxInFlight: 16 }),
-      store: memoryStateStore(),
+    testRouter = await startRouter(nats.url, 'r-exhausted', {
       policies: holder,
-      routerId: 'r-exhausted',
+      eventSource: { maxInFlight: 16 },
       options: { nakDelayMs: 50 },
     });
-    await router.start();
+    router = testRouter.router;
     producer = await startProducer(nats.url);
   });
   afterAll(async () => {
     await producer?.close();
     await outcomes?.close();
-    await router?.stop({ drainTimeoutMs: 0 });
+    await testRouter?.stop();
     await conn?.close();
     await nats?.stop();
   });

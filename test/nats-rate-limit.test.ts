@@ -4,19 +4,17 @@
  * agent. Events published by the HTTP ingress (on the admitted subject) are not counted twice.
  */
 import { meshNames } from '@meshroute/mesh';
-import { createPolicyHolder } from '@meshroute/policy';
-import { createRouter, memoryStateStore, type Router } from '@meshroute/router';
+import type { Router } from '@meshroute/router';
 import { startNatsServer, type TestNatsServer, waitFor } from '@meshroute/testing';
-import {
-  connectMesh,
-  type MeshConnection,
-  natsEventSource,
-  natsMesh,
-  provisionMesh,
-  publishEvent,
-} from '@meshroute/transport-nats';
+import { connectMesh, type MeshConnection, provisionMesh, publishEvent } from '@meshroute/transport-nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventFactory, policyFiles, startProducer, type TestProducer } from './support/mesh-fixtures.js';
+import {
+  eventFactory,
+  startProducer,
+  startRouter,
+  type TestProducer,
+  type TestRouter,
+} from './support/mesh-fixtures.js';
 import { type AgentRun, followOutcomes, type OutcomeFeeds, startTimedAgent } from './support/processes.js';
 
 const { event } = eventFactory('/it/rate-limit');
@@ -24,6 +22,7 @@ const { event } = eventFactory('/it/rate-limit');
 describe('tenant rate limits on the NATS ingress', () => {
   let nats: TestNatsServer;
   let conn: MeshConnection;
+  let testRouter: TestRouter;
   let router: Router;
   let producer: TestProducer;
   let outcomes: OutcomeFeeds;
@@ -36,24 +35,18 @@ describe('tenant rate limits on the NATS ingress', () => {
     await provisionMesh(conn, { storage: 'memory' });
     outcomes = await followOutcomes(conn);
     stopAgent = await startTimedAgent(nats.url, 'de-rate', { workMs: 1, slots: 8, runs });
-    const holder = createPolicyHolder();
-    expect(holder.propose(policyFiles(), { source: 'policies' }).ok).toBe(true);
-    router = createRouter({
-      mesh: natsMesh(conn, { routerId: 'r-rate' }),
-      source: natsEventSource(conn, { maxInFlight: 1 }),
-      store: memoryStateStore(),
-      policies: holder,
-      routerId: 'r-rate',
+    testRouter = await startRouter(nats.url, 'r-rate', {
+      eventSource: { maxInFlight: 1 },
       options: { tenantRateLimits: { acme: { limit: 2, windowMs: 600_000 } } },
     });
-    await router.start();
+    router = testRouter.router;
     await waitFor('the agent', () => router.agents().length === 1, { timeoutMs: 5_000 });
     producer = await startProducer(nats.url);
   });
   afterAll(async () => {
     await producer?.close();
     await outcomes?.close();
-    await router?.stop({ drainTimeoutMs: 0 });
+    await testRouter?.stop();
     await stopAgent?.();
     await conn?.close();
     await nats?.stop();

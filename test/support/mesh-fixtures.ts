@@ -21,12 +21,14 @@ import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { CapacityReport, CloudEventJson, StateStore, WorkResult } from '@meshroute/mesh';
 import { meshNames } from '@meshroute/mesh';
-import { createPolicyHolder } from '@meshroute/policy';
+import { createPolicyHolder, type PolicyHolder } from '@meshroute/policy';
 import {
   createRouter,
   memoryStateStore,
+  type PolicySource,
   type Router,
   type RouterAnswer,
+  type RouterOptions,
   type WorkloadCatalog,
 } from '@meshroute/router';
 import {
@@ -92,6 +94,10 @@ export interface TestAgentOptions {
   backends?: CapacityReport['backends'];
   /** Passed on to `connectMesh`. @default {} */
   connection?: ConnectionOverrides;
+  /** Where the router's policies come from. @default a policy holder with the shipped policies */
+  policies?: PolicySource;
+  /** Router options over the quick-retry defaults below. */
+  options?: RouterOptions;
 }
 
 /**
@@ -223,6 +229,18 @@ export interface TestRouterOptions {
   eventSource?: NatsEventSourceOptions;
   /** Passed on to `connectMesh`. @default {} */
   connection?: ConnectionOverrides;
+  /** Where the router's policies come from. @default a policy holder with the shipped policies */
+  policies?: PolicySource;
+  /** Router options over the quick-retry defaults below. */
+  options?: RouterOptions;
+}
+
+/** A policy holder with the shipped policies active. */
+export function shippedPolicies(): PolicyHolder {
+  const holder = createPolicyHolder();
+  const loaded = holder.propose(policyFiles(), { source: 'policies' });
+  if (!loaded.ok) throw new Error(`shipped policies do not load: ${JSON.stringify(loaded.errors)}`);
+  return holder;
 }
 
 /**
@@ -236,14 +254,11 @@ export async function startRouter(
 ): Promise<TestRouter> {
   const view = processView(opts.store ?? memoryStateStore());
   const conn = await connectMesh({ servers, name: routerId, ...opts.connection });
-  const holder = createPolicyHolder();
-  const loaded = holder.propose(policyFiles(), { source: 'policies' });
-  if (!loaded.ok) throw new Error(`shipped policies do not load: ${JSON.stringify(loaded.errors)}`);
   const router = createRouter({
     mesh: natsMesh(conn, { routerId }),
     source: natsEventSource(conn, { maxInFlight: 256, ackWaitMs: 2_000, ...opts.eventSource }),
     store: view.store,
-    policies: holder,
+    policies: opts.policies ?? shippedPolicies(),
     routerId,
     ...(opts.workloads ? { workloads: opts.workloads } : {}),
     options: {
@@ -253,6 +268,7 @@ export async function startRouter(
       maxAttempts: 8,
       nakDelayMs: 200,
       claimTtlMs: 3_000,
+      ...opts.options,
     },
   });
   await router.start();

@@ -6,14 +6,13 @@
  * clear 400 naming the attribute and rule, and the spec's way is shown to round-trip.
  */
 
-import { systemClock } from '@meshroute/mesh';
 import { CloudEvent, CONSTANTS, emitterFor, HTTP, httpTransport, type Message, Mode } from 'cloudevents';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type HttpIngress, startHttpIngress } from './http-ingress.js';
-import { memoryStateStore } from './memory-state-store.js';
 import type { RouterEvent } from './policy-port.js';
-import { createRouter, type Router } from './router.js';
-import { capacity, FakeMesh, okResult, testPolicy } from './test-support/fakes.js';
+import type { Router } from './router.js';
+import type { FakeMesh } from './test-support/fakes.js';
+import { startRouterWithOneAgent } from './test-support/http-router.js';
 
 /** Percent-encoding of a header value as the HTTP binding 1.0.2 §3.1.3.2 describes it (written here from the spec). */
 function specPercentEncode(value: string, lowerHex = false): string {
@@ -44,24 +43,14 @@ function specBinary(event: CloudEvent<unknown>, lowerHex = false): Message {
 }
 
 describe('HTTP ingress interop with the cloudevents SDK', () => {
-  let mesh: FakeMesh;
+  let _mesh: FakeMesh;
   let router: Router;
   let http: HttpIngress;
   /** Every event the ingress handed to the router, as it handed it. */
   let submitted: RouterEvent[];
 
   beforeEach(async () => {
-    mesh = new FakeMesh(systemClock);
-    mesh.agents.set('de-1', async (w) => okResult(w, { doubled: 42 }));
-    router = createRouter({
-      mesh,
-      store: memoryStateStore(),
-      policies: testPolicy(),
-      routerId: 'sdk-test',
-      options: { maxEventBytes: 64 * 1024 },
-    });
-    await router.start();
-    mesh.heartbeat(capacity('de-1', { sentAtMs: Date.now(), region: 'eu-central' }));
+    ({ _mesh, router } = await startRouterWithOneAgent('sdk-test', { options: { maxEventBytes: 64 * 1024 } }));
     submitted = [];
     const submit = router.submit.bind(router);
     router.submit = (event, options) => {

@@ -17,6 +17,7 @@ import {
 import { memoryStateStore } from './memory-state-store.js';
 import { createRouter, type Router } from './router.js';
 import { capacity, FakeMesh, okResult, testPolicy } from './test-support/fakes.js';
+import { startRouterWithOneAgent } from './test-support/http-router.js';
 import { memoryWorkloadCatalog, type WorkloadCatalog } from './workloads.js';
 
 describe('HTTP ingress', () => {
@@ -28,18 +29,10 @@ describe('HTTP ingress', () => {
     options: Parameters<typeof createRouter>[0]['options'] = {},
     extra: { workloads?: WorkloadCatalog; http?: Partial<HttpIngressOptions> } = {},
   ) => {
-    mesh = new FakeMesh(systemClock);
-    mesh.agents.set('de-1', async (w) => okResult(w, { doubled: 42 }));
-    router = createRouter({
-      mesh,
-      store: memoryStateStore(),
-      policies: testPolicy(),
-      routerId: 'http-test',
+    ({ mesh, router } = await startRouterWithOneAgent('http-test', {
       ...(extra.workloads ? { workloads: extra.workloads } : {}),
       options: { maxEventBytes: 4096, ...options },
-    });
-    await router.start();
-    mesh.heartbeat(capacity('de-1', { sentAtMs: Date.now(), region: 'eu-central' }));
+    }));
     http = await startHttpIngress(router, { port: 0, host: '127.0.0.1', ...extra.http });
   };
   const restart = async (...args: Parameters<typeof start>) => {

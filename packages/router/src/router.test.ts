@@ -20,21 +20,31 @@ describe('router engine', () => {
   let mesh: FakeMesh;
   let router: Router;
 
-  const make = async (
-    options: Parameters<typeof createRouter>[0]['options'] = {},
-    rank: 'carbon' | 'latency' = 'carbon',
-  ) => {
+  /** Start router `r1` on the fake mesh, a fresh memory store and the carbon test policy, overridden by `deps`. */
+  const startRouter = async (deps: Partial<Parameters<typeof createRouter>[0]> = {}) => {
     router = createRouter({
       mesh,
       store: memoryStateStore({ clock }),
-      policies: testPolicy(rank),
+      policies: testPolicy(),
       clock,
       routerId: 'r1',
-      random: () => 0.5,
-      options: { backoffBaseMs: 10, backoffMaxMs: 100, ...options },
+      ...deps,
     });
     await router.start();
   };
+
+  /** {@link startRouter} with fixed jitter and short backoff. */
+  const make = (
+    options: Parameters<typeof createRouter>[0]['options'] = {},
+    rank: 'carbon' | 'latency' = 'carbon',
+    deps: Partial<Parameters<typeof createRouter>[0]> = {},
+  ) =>
+    startRouter({
+      policies: testPolicy(rank),
+      random: () => 0.5,
+      options: { backoffBaseMs: 10, backoffMaxMs: 100, ...options },
+      ...deps,
+    });
 
   /** Serve agent `id` with answers held back until the returned function is called (the latest job). */
   const heldAgent = (id: string, output?: unknown): (() => void) => {
@@ -58,15 +68,7 @@ describe('router engine', () => {
         return waitMs === undefined ? undefined : router.outcome(event, { waitMs });
       },
     };
-    router = createRouter({
-      mesh,
-      store: memoryStateStore({ clock }),
-      policies: testPolicy(),
-      clock,
-      routerId: 'r1',
-      ingressPublisher,
-    });
-    await router.start();
+    await startRouter({ ingressPublisher });
   };
 
   beforeEach(() => {
@@ -107,8 +109,7 @@ describe('router engine', () => {
     const memory = memoryStateStore({ clock });
     let up = true;
     const store = { ...memory, healthy: async () => up && (await memory.healthy()) };
-    router = createRouter({ mesh, store, policies: testPolicy('carbon'), clock, routerId: 'r1' });
-    await router.start();
+    await startRouter({ store });
     const statuses: string[] = [];
     void (async () => {
       for await (const s of router.status()) statuses.push(s.type);
@@ -457,15 +458,7 @@ describe('router engine', () => {
       error: (msg, fields) => lines.push(['error', msg, fields]),
       child: () => logger,
     };
-    router = createRouter({
-      mesh,
-      store: memoryStateStore({ clock }),
-      policies: testPolicy(),
-      clock,
-      routerId: 'r1',
-      logger,
-    });
-    await router.start();
+    await startRouter({ logger });
     mesh.heartbeat(capacity('polite', { sentAtMs: clock.now() }));
     mesh.heartbeat(capacity('silent', { sentAtMs: clock.now() }));
     mesh.heartbeat(capacity('polite', { status: 'leaving', sentAtMs: clock.now() }));
@@ -533,8 +526,7 @@ describe('router engine', () => {
   it('acks a redelivery of an answered event without answering again (same reply inbox)', async () => {
     mesh.agents.set('a', async (w) => okResult(w, 'once'));
     const store = memoryStateStore({ clock });
-    router = createRouter({ mesh, store, policies: testPolicy(), clock, routerId: 'r1' });
-    await router.start();
+    await startRouter({ store });
     mesh.heartbeat(capacity('a', { sentAtMs: clock.now() }));
     await router.handleDelivery(delivery(cloudEvent('lost-ack'), '_INBOX.p.1'));
     expect(await store.outcome('/test#lost-ack')).toMatchObject({
@@ -557,15 +549,7 @@ describe('router engine', () => {
     // first and JetStream gave it up, its outcome recorded but its result never published.
     mesh.agents.set('a', async (w) => okResult(w));
     const store = memoryStateStore({ clock });
-    router = createRouter({
-      mesh,
-      store,
-      policies: testPolicy(),
-      clock,
-      routerId: 'r1',
-      options: { nakDelayMs: 1_000 },
-    });
-    await router.start();
+    await startRouter({ store, options: { nakDelayMs: 1_000 } });
     mesh.heartbeat(capacity('a', { sentAtMs: clock.now() }));
     const publish = mesh.publishResult.bind(mesh);
     let refusing = true;
@@ -617,15 +601,7 @@ describe('router engine', () => {
     await store.claim('/test#orphan', 'r-dead', 60_000);
     clock.advance(30_000);
     mesh.agents.set('de-1', async (w) => okResult(w));
-    router = createRouter({
-      mesh,
-      store,
-      policies: testPolicy('carbon'),
-      clock,
-      routerId: 'r1',
-      options: { nakDelayMs: 1_000 },
-    });
-    await router.start();
+    await startRouter({ store, options: { nakDelayMs: 1_000 } });
     mesh.heartbeat(capacity('de-1', { sentAtMs: clock.now() }));
     const first = delivery(cloudEvent('orphan'), '_INBOX.o.1');
     await router.handleDelivery(first);
@@ -647,8 +623,7 @@ describe('router engine', () => {
     const store = memoryStateStore({ clock });
     await store.claim('/test#stuck', 'r-hung', 600_000);
     mesh.agents.set('de-1', async (w) => okResult(w));
-    router = createRouter({ mesh, store, policies: testPolicy('carbon'), clock, routerId: 'r1' });
-    await router.start();
+    await startRouter({ store });
     mesh.heartbeat(capacity('de-1', { sentAtMs: clock.now() }));
     const early = Object.assign(delivery(cloudEvent('stuck'), '_INBOX.s.1'), { redeliveryCount: 8, deliveriesLeft: 1 });
     await router.handleDelivery(early);
@@ -779,8 +754,7 @@ describe('router engine', () => {
     );
     await store.complete('/test#crashed', { outcome: 'succeeded', result, recordedAtMs: clock.now() }, 60_000);
     mesh.agents.set('a', async (w) => okResult(w, 'second-run'));
-    router = createRouter({ mesh, store, policies: testPolicy(), clock, routerId: 'r1' });
-    await router.start();
+    await startRouter({ store });
     mesh.heartbeat(capacity('a', { sentAtMs: clock.now() }));
     const first = Object.assign(delivery(cloudEvent('crashed'), '_INBOX.c'), { redeliveryCount: 1 });
     await router.handleDelivery(first);
@@ -920,19 +894,7 @@ describe('router engine', () => {
       limits: { timeoutMs: 1000, memoryBytes: 1024, outputBytes: 1024 },
       capabilities: [],
     });
-    const makeWith = async (workloads: WorkloadCatalog) => {
-      router = createRouter({
-        mesh,
-        store: memoryStateStore({ clock }),
-        policies: testPolicy('carbon'),
-        clock,
-        routerId: 'r1',
-        random: () => 0.5,
-        workloads,
-        options: { backoffBaseMs: 10, backoffMaxMs: 100 },
-      });
-      await router.start();
-    };
+    const makeWith = (workloads: WorkloadCatalog) => make({}, 'carbon', { workloads });
 
     it('dead-letters an unregistered workload WORKLOAD_NOT_FOUND before any dispatch', async () => {
       mesh.agents.set('a', async (w) => okResult(w));

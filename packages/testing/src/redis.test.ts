@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { processAlive } from '@meshroute/transport-nats/internal';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { stopAllServers } from './cleanup.js';
@@ -81,14 +82,7 @@ setInterval(() => {}, 1000);
         });
         parent.once('exit', () => reject(new Error(`the parent exited before its server was ready: ${out}`)));
       });
-      const alive = (): boolean => {
-        try {
-          process.kill(pid, 0);
-          return true;
-        } catch {
-          return false;
-        }
-      };
+      const alive = (): boolean => processAlive(pid);
       expect(alive()).toBe(true);
       parent.kill('SIGKILL');
       const deadline = Date.now() + 5_000;

@@ -3,6 +3,7 @@
 export { natsClientOptions } from './connection.js';
 export { isNatsTimeout, isNoResponders } from './errors.js';
 export { isSubjectToken } from './options.js';
+export { processAlive, processesMentioning } from './process-probe.js';
 export { killOnExit } from './server-process.js';
 export {
   SH_COMMAND_NOT_FOUND,

@@ -1,4 +1,4 @@
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { processAlive, processesMentioning } from './process-probe.js';
 import { freePort, type NatsServerProcess, NatsServerStartError, spawnNatsServer } from './server-process.js';
 
 describe('spawnNatsServer', () => {
@@ -90,27 +91,6 @@ describe('spawnNatsServer', () => {
   });
 });
 
-/** Whether `pid` runs: `kill(pid, 0)`, and on Linux not a zombie nobody reaped yet (an orphan's parent may never reap). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  if (!existsSync('/proc/self/stat')) return true;
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
-
-/** Live processes whose command line mentions `text` (`ps`), zombies left out. */
-function processesMentioning(text: string): string[] {
-  const out = execFileSync('ps', ['-eo', 'pid=,stat=,args='], { encoding: 'utf8' });
-  return out.split('\n').filter((l) => l.includes(text) && !/^\s*\d+\s+Z/.test(l));
-}
-
 async function until(what: string, check: () => boolean, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
@@ -160,7 +140,7 @@ describe('spawnNatsServer: signals and orphans', () => {
   });
   afterAll(() => {
     for (const p of parents) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
-    for (const pid of serverPids) if (alive(pid)) process.kill(pid, 'SIGKILL');
+    for (const pid of serverPids) if (processAlive(pid)) process.kill(pid, 'SIGKILL');
     rmSync(scriptDir, { recursive: true, force: true });
   });
 
@@ -214,11 +194,11 @@ describe('spawnNatsServer: signals and orphans', () => {
 
   it("a Ctrl-C to the parent's process group leaves the server running until the parent stops it", async () => {
     const p = await startParent('handler');
-    expect(alive(p.serverPid)).toBe(true);
+    expect(processAlive(p.serverPid)).toBe(true);
     process.kill(-p.pid, 'SIGINT');
     await p.line(/^SIGINT$/);
     // The server neither got the terminal's SIGINT nor was killed by killOnExit: it still serves.
-    expect(alive(p.serverPid)).toBe(true);
+    expect(processAlive(p.serverPid)).toBe(true);
     const nc = await connect({ servers: `nats://127.0.0.1:${p.serverPort}` });
     await nc.flush();
     await nc.close();
@@ -226,7 +206,7 @@ describe('spawnNatsServer: signals and orphans', () => {
     p.child.stdin?.write('stop\n');
     await p.line(/^stopped$/);
     expect(await p.exited).toEqual({ code: 0, signal: null });
-    expect(alive(p.serverPid)).toBe(false);
+    expect(processAlive(p.serverPid)).toBe(false);
     // The watchdog stood down with the server: nothing mentions its directory any more.
     await until('the watchdog to leave', () => processesMentioning(p.serverDir).length === 0, 5_000);
   });
@@ -235,15 +215,15 @@ describe('spawnNatsServer: signals and orphans', () => {
     const p = await startParent('plain');
     process.kill(-p.pid, 'SIGINT');
     expect(await p.exited).toEqual({ code: null, signal: 'SIGINT' });
-    await until(`nats-server ${p.serverPid} to go`, () => !alive(p.serverPid), 5_000);
+    await until(`nats-server ${p.serverPid} to go`, () => !processAlive(p.serverPid), 5_000);
   });
 
   it('a SIGKILLed parent leaves no server behind: the watchdog stops it within seconds', async () => {
     const p = await startParent('plain');
-    expect(alive(p.serverPid)).toBe(true);
+    expect(processAlive(p.serverPid)).toBe(true);
     process.kill(p.pid, 'SIGKILL');
     await p.exited;
-    await until(`nats-server ${p.serverPid} to go`, () => !alive(p.serverPid), 5_000);
+    await until(`nats-server ${p.serverPid} to go`, () => !processAlive(p.serverPid), 5_000);
     await until('the watchdog to leave', () => processesMentioning(p.serverDir).length === 0, 5_000);
   });
 });

@@ -4,11 +4,12 @@
  * group. The agents drain and leave, the router stops while the mesh is still there, then the
  * nats-server stops, and nothing is left running.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { processAlive, processesMentioning } from '@meshroute/transport-nats/internal';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UP_LOCK_FILE } from './up.js';
 
@@ -16,27 +17,6 @@ const root = fileURLToPath(new URL('../../../..', import.meta.url));
 const BIN = join(root, 'packages/cli/dist/bin.js');
 /** How long `meshroute up` may take to stop after Ctrl-C (it takes well under a second). */
 const STOP_BOUND_MS = 10_000;
-
-/** Whether `pid` runs: `kill(pid, 0)`, and on Linux not a zombie nobody reaped yet. */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  if (!existsSync('/proc/self/stat')) return true;
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
-
-/** Live processes whose command line mentions `text` (`ps`), zombies left out. */
-function processesMentioning(text: string): string[] {
-  const out = execFileSync('ps', ['-eo', 'pid=,stat=,args='], { encoding: 'utf8' });
-  return out.split('\n').filter((l) => l.includes(text) && !/^\s*\d+\s+Z/.test(l));
-}
 
 interface LogLine {
   msg?: string;
@@ -64,7 +44,7 @@ describe('meshroute up, stopped with Ctrl-C', () => {
   });
   afterAll(() => {
     if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    if (natsPid !== undefined && alive(natsPid)) process.kill(natsPid, 'SIGKILL');
+    if (natsPid !== undefined && processAlive(natsPid)) process.kill(natsPid, 'SIGKILL');
     rmSync(dataDir, { recursive: true, force: true });
   });
 
@@ -100,7 +80,7 @@ describe('meshroute up, stopped with Ctrl-C', () => {
     const ingress = /HTTP ingress (http:\/\/127\.0\.0\.1:\d+)\/events/.exec(out)?.[1];
     natsPid = Number(/nats-server \(JetStream, pid (\d+)\)/.exec(out)?.[1]);
     expect(ingress).toBeDefined();
-    expect(alive(natsPid)).toBe(true);
+    expect(processAlive(natsPid)).toBe(true);
     expect(readFileSync(join(dataDir, UP_LOCK_FILE), 'utf8').trim()).toBe(String(up.pid));
 
     const res = await fetch(`${ingress}/events?wait=1`, {
@@ -132,7 +112,7 @@ describe('meshroute up, stopped with Ctrl-C', () => {
     expect(result, `stderr:\n${err}`).toEqual({ code: 0, signal: null });
 
     // nats-server (and its watchdog) went with it; the state directory is unlocked.
-    expect(alive(natsPid)).toBe(false);
+    expect(processAlive(natsPid)).toBe(false);
     expect(processesMentioning(dataDir)).toEqual([]);
     expect(existsSync(join(dataDir, UP_LOCK_FILE))).toBe(false);
 
