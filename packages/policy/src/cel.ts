@@ -152,9 +152,9 @@ export function createCelEngine(vocab: Vocabulary, limits: ExpressionLimits = DE
         offset: e.range?.start ?? 0,
       };
     }
-    const regexError = checkPatterns(parsed.ast);
-    if (regexError !== undefined) return regexError;
-    if (callsMatches(parsed.ast)) {
+    const patterns = checkPatterns(parsed.ast);
+    if (patterns.error !== undefined) return patterns.error;
+    if (patterns.found) {
       // The same expression with every `x.matches(p)` as RE2_MATCHES(x, p): evaluated, compiled and
       // typed from here on (errors above were located in the source as written).
       try {
@@ -293,23 +293,17 @@ function isMatches(n: ASTNode): boolean {
   return (n.op === 'rcall' && n.args[0] === 'matches') || (n.op === 'call' && n.args[0] === 'matches');
 }
 
-function callsMatches(root: ASTNode): boolean {
+/**
+ * Whether the expression calls `matches`, and the first pattern at fault: every pattern must be a
+ * string literal (a pattern taken from the event would let a producer choose the regular
+ * expression) in RE2 syntax (the CEL spec's; no backreferences or lookaround).
+ */
+function checkPatterns(root: ASTNode): { found: boolean; error?: CelCompileError } {
+  let error: CelCompileError | undefined;
   let found = false;
   walk(root, (n) => {
-    if (isMatches(n)) found = true;
-  });
-  return found;
-}
-
-/**
- * Every `matches` pattern must be a string literal (a pattern taken from the event would let a
- * producer choose the regular expression) in RE2 syntax (the CEL spec's; no backreferences or
- * lookaround).
- */
-function checkPatterns(root: ASTNode): CelCompileError | undefined {
-  let error: CelCompileError | undefined;
-  walk(root, (n) => {
     if (error !== undefined || !isMatches(n)) return;
+    found = true;
     let args: readonly ASTNode[];
     if (n.op === 'rcall') args = n.args[2];
     else if (n.op === 'call') args = n.args[1].slice(1);
@@ -334,7 +328,7 @@ function checkPatterns(root: ASTNode): CelCompileError | undefined {
       };
     }
   });
-  return error;
+  return error === undefined ? { found } : { found, error };
 }
 
 /** A copy of the tree with `x.matches(p)` and `matches(x, p)` as `RE2_MATCHES(x, p)`. */
