@@ -1019,34 +1019,38 @@ class FastDecision implements Decision {
       const chosenId = this.chosen?.id ?? null;
       const chosen = this.chosen;
       const exceptionUse = ctx.exceptionUse;
-      const base: RecordBase = recordBase(this.loaded, this.event, ctx.agents, this.o);
-      this.#record = {
-        ...base,
-        excluded,
-        topK: this.topIdx.map((i, k) => ({ agentId: ids[i] as string, score: this.topScores[k] as number })),
-        chosen: chosen ? { agentId: chosen.id, region: chosen.region, jurisdiction: chosen.jurisdiction } : null,
-        outcome: this.outcome,
-        shadow: this.shadow.map((s) => ({
+      // The base is this record's own object: the decision's fields are added to it in record
+      // order (no copy of the base per record).
+      const record = recordBase(this.loaded, this.event, ctx.agents, this.o) as DecisionRecord;
+      record.excluded = excluded;
+      const topK: { agentId: string; score: number }[] = [];
+      for (let k = 0; k < this.topIdx.length; k++)
+        topK.push({ agentId: ids[this.topIdx[k] as number] as string, score: this.topScores[k] as number });
+      record.topK = topK;
+      record.chosen = chosen ? { agentId: chosen.id, region: chosen.region, jurisdiction: chosen.jurisdiction } : null;
+      record.outcome = this.outcome;
+      const shadow: DecisionRecord['shadow'] = [];
+      for (const s of this.shadow)
+        shadow.push({
           policy: s.policy,
           outcome: s.chosen === null ? 'no-eligible-agent' : 'routed',
           chosen: s.chosen,
           agree: s.chosen === chosenId,
-        })),
-        ...(ctx.errors.length > 0 ? { errors: ctx.errors.slice(0, MAX_RECORDED_ERRORS) } : {}),
-        ...(exceptionUse !== undefined && exceptionUse.size > 0
-          ? {
-              exceptions: [...exceptionUse.entries()].map(([x, u]) => ({
-                rule: x.ruleId,
-                constraint: u.rule,
-                approvedBy: x.approvedBy,
-                ticket: x.ticket,
-                expires: x.expires,
-                agentIds: u.agents,
-              })),
-            }
-          : {}),
-        evaluationUs: this.evaluationUs,
-      };
+        });
+      record.shadow = shadow;
+      if (ctx.errors.length > 0) record.errors = ctx.errors.slice(0, MAX_RECORDED_ERRORS);
+      if (exceptionUse !== undefined && exceptionUse.size > 0) {
+        record.exceptions = [...exceptionUse.entries()].map(([x, u]) => ({
+          rule: x.ruleId,
+          constraint: u.rule,
+          approvedBy: x.approvedBy,
+          ticket: x.ticket,
+          expires: x.expires,
+          agentIds: u.agents,
+        }));
+      }
+      record.evaluationUs = this.evaluationUs;
+      this.#record = record;
     }
     return this.#record;
   }

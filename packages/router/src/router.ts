@@ -635,7 +635,9 @@ export function createRouter(deps: CreateRouterOptions): Router {
     actor.send({ type: 'PLACED', agentId: pick.agentId, decisionId });
     // The audit record is built and published off the dispatch path (right after it).
     setImmediate(() => {
-      const record: DecisionRecord = { ...baseRecord(), outcome: 'routed', chosen };
+      const record = baseRecord();
+      record.outcome = 'routed';
+      record.chosen = chosen;
       if (deferredInfo) record.deferred = deferredInfo;
       publishDecision(record);
     });
@@ -697,7 +699,13 @@ export function createRouter(deps: CreateRouterOptions): Router {
     const decideStarted = clock.monotonicMs();
     let decision: ReturnType<PlacementPolicy['decide']>;
     try {
-      decision = bundle.decide(event, views, { decisionId, nowMs: now, registryRevision: registry.revision });
+      decision = bundle.decide(event, views, {
+        decisionId,
+        nowMs: now,
+        registryRevision: registry.revision,
+        routerId,
+        attempt,
+      });
     } catch (err) {
       const e = toMeshError(err);
       actor.send({
@@ -728,12 +736,20 @@ export function createRouter(deps: CreateRouterOptions): Router {
     const excluded = () =>
       workloadExcluded.length > 0 ? [...decision.excluded, ...workloadExcluded] : decision.excluded;
     // Every decision whose record is published is listed in the item's dead letter (if any).
+    // The record (with this router's id and the attempt) is the decision's own object, published
+    // once: the caller sets its outcome on it rather than copying it (a copy of this ~20-field
+    // object costs more than building it).
+    let withWorkloadExclusions = workloadExcluded.length === 0;
     const baseRecord = (): DecisionRecord => {
       if (!it.decisionIds.includes(decisionId)) it.decisionIds.push(decisionId);
-      const record: DecisionRecord = { ...decision.record, routerId, attempt };
-      if (workloadExcluded.length > 0) {
-        record.excluded = [...decision.record.excluded, ...workloadExcluded];
-        record.candidates = decision.record.candidates + workloadExcluded.length;
+      const record = decision.record;
+      // A policy that does not write them from the options (the bundle does): set here.
+      if (record.routerId !== routerId) record.routerId = routerId;
+      if (record.attempt !== attempt) record.attempt = attempt;
+      if (!withWorkloadExclusions) {
+        withWorkloadExclusions = true;
+        record.excluded = [...record.excluded, ...workloadExcluded];
+        record.candidates += workloadExcluded.length;
       }
       return record;
     };
