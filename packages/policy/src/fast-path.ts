@@ -28,7 +28,6 @@ import {
   firstLine,
   isActive,
   MAX_RECORDED_ERRORS,
-  type RecordBase,
   type ResolvedDecide,
   recordBase,
 } from './decide.js';
