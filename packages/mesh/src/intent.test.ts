@@ -24,6 +24,23 @@ describe('parseIntent', () => {
     expect(intent.pii).toBe(true);
   });
 
+  it('shares a parsed residency between events without letting one consumer widen it', () => {
+    const first = parseIntent({ residency: 'eu' });
+    const widened = first.residency as Set<string>;
+    expect(() => widened.add('US')).toThrow(TypeError);
+    expect(() => widened.delete('DE')).toThrow(TypeError);
+    expect(() => widened.clear()).toThrow(TypeError);
+    expect(() => (first.residencyTerms as string[]).push('us')).toThrow(TypeError);
+    const second = parseIntent({ residency: 'eu' });
+    expect(second.residency?.has('US')).toBe(false);
+    expect(second.residency?.has('DE')).toBe(true);
+    expect(second.residency?.size).toBe(27);
+    // The exported parser still hands out a set of the caller's own.
+    const own = parseResidency('eu').allowed;
+    own.add('US');
+    expect(parseIntent({ residency: 'eu' }).residency?.has('US')).toBe(false);
+  });
+
   it('expands eea to the EU plus Iceland, Liechtenstein and Norway', () => {
     const { allowed } = parseResidency('eea');
     expect(allowed.size).toBe(30);

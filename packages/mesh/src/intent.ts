@@ -288,11 +288,56 @@ export function validateIntent(attributes: AttributeBag): void {
   readIntent(attributes, false);
 }
 
+/** Set while a {@link SealedJurisdictions} is filled. */
+let sealing = false;
+
+/**
+ * A set of jurisdictions that cannot be changed once built: parsed residencies are shared between
+ * every event that writes the same value, so one consumer must not be able to widen another's.
+ */
+class SealedJurisdictions extends Set<string> {
+  constructor(items: Iterable<string>) {
+    sealing = true;
+    try {
+      super(items);
+    } finally {
+      sealing = false;
+    }
+  }
+  override add(value: string): this {
+    if (!sealing) throw new TypeError('a parsed residency cannot be changed');
+    return super.add(value);
+  }
+  override delete(_value: string): boolean {
+    throw new TypeError('a parsed residency cannot be changed');
+  }
+  override clear(): void {
+    throw new TypeError('a parsed residency cannot be changed');
+  }
+}
+
+/** Parsed residency values (sealed, shared), at most {@link RESIDENCY_CACHE_SIZE}. */
+const residencyCache = new Map<string, { allowed: ReadonlySet<string>; terms: readonly string[] }>();
+const RESIDENCY_CACHE_SIZE = 1024;
+
+/** {@link parseResidency}, remembered per value: events mostly repeat a few residencies. */
+function cachedResidency(value: unknown): { allowed: ReadonlySet<string>; terms: readonly string[] } {
+  if (typeof value === 'string') {
+    const hit = residencyCache.get(value);
+    if (hit !== undefined) return hit;
+  }
+  const r = parseResidency(value);
+  const sealed = { allowed: new SealedJurisdictions(r.allowed), terms: Object.freeze(r.terms) };
+  if (residencyCache.size >= RESIDENCY_CACHE_SIZE) residencyCache.clear();
+  residencyCache.set(value as string, sealed);
+  return sealed;
+}
+
 function readIntent(a: AttributeBag, withResidency: boolean): Intent {
-  let residency: Set<string> | undefined;
-  let residencyTerms: string[] | undefined;
+  let residency: ReadonlySet<string> | undefined;
+  let residencyTerms: readonly string[] | undefined;
   if (withResidency && a.residency !== undefined) {
-    const r = parseResidency(a.residency);
+    const r = cachedResidency(a.residency);
     residency = r.allowed;
     residencyTerms = r.terms;
   }

@@ -1179,17 +1179,10 @@ export function createRouter(deps: CreateRouterOptions): Router {
    * stream leader change) is acknowledged without answering again.
    */
   const markAnswered = async (it: ItemState, stored: StoredOutcome): Promise<void> => {
-    await store
-      .complete(
-        it.key,
-        {
-          ...stored,
-          answeredAtMs: clock.now(),
-          ...(it.delivery.replyTo !== undefined ? { answeredReplyTo: it.delivery.replyTo } : {}),
-        },
-        options.idempotencyTtlMs,
-      )
-      .then(storeOk, storeFailed);
+    // The recorded outcome is this item's own object: marked in place, not copied.
+    stored.answeredAtMs = clock.now();
+    if (it.delivery.replyTo !== undefined) stored.answeredReplyTo = it.delivery.replyTo;
+    await store.complete(it.key, stored, options.idempotencyTtlMs).then(storeOk, storeFailed);
   };
 
   const finish = async (it: ItemState, finalState: WorkItemFinalState, finalCtx: WorkItemContext): Promise<void> => {
@@ -1264,6 +1257,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
       }
     } else if (state === 'succeeded' || state === 'failed') {
       const result = ctx.result as WorkResult;
+      // Built field by field (optional fields only when set), not from spread literals: per event.
       answer = {
         schema: 'meshroute.answer/v1',
         id,
@@ -1272,17 +1266,13 @@ export function createRouter(deps: CreateRouterOptions): Router {
         agent: it.agent,
         decisionId: ctx.decisionId ?? null,
         result,
-        ...(ctx.error ? { error: ctx.error } : {}),
       };
-      const stored: StoredOutcome = {
-        outcome: state,
-        result,
-        ...(ctx.error ? { error: ctx.error } : {}),
-        recordedAtMs: clock.now(),
-        ...(ctx.decisionId !== undefined ? { decisionId: ctx.decisionId } : {}),
-        ...(it.agent ? { agent: it.agent } : {}),
-        ...(tenant ? { tenant } : {}),
-      };
+      if (ctx.error) answer.error = ctx.error;
+      const stored: StoredOutcome = { outcome: state, result, recordedAtMs: clock.now() };
+      if (ctx.error) stored.error = ctx.error;
+      if (ctx.decisionId !== undefined) stored.decisionId = ctx.decisionId;
+      if (it.agent) stored.agent = it.agent;
+      if (tenant) stored.tenant = tenant;
       // Record first (a redelivery is then answered from the store, never run twice), then answer
       // the producer while the result goes to the results stream.
       let completed = false;
@@ -1508,11 +1498,16 @@ export function createRouter(deps: CreateRouterOptions): Router {
       handBack(delivery, `the router was full (${options.maxInFlightItems} work items)`);
       return;
     }
-    let done!: () => void;
+    let resolveFinished!: () => void;
     const finished = new Promise<void>((resolve) => {
-      done = resolve;
+      resolveFinished = resolve;
     });
-    track(finished);
+    // Tracked for `stop()` until done (directly: `track` would chain two more promises per event).
+    settling.add(finished);
+    const done = (): void => {
+      settling.delete(finished);
+      resolveFinished();
+    };
     const it = { workId: randomUUID(), key, delivery, event, raw, intent, claimed: false } as ItemState;
     it.abort = undefined;
     it.agentId = undefined;
