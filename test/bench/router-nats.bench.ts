@@ -10,6 +10,11 @@
  * - `router.hop.process` / `router.throughput.core.process`: the same two with the router in a
  *   process of its own (`support/router-child.ts`), the way it is deployed, against a direct
  *   baseline measured again right before.
+ * - `router.hop.floor` / `router.throughput.floor`: the same two through a forwarder that does only
+ *   the I/O the router must do per event (`support/floor-forwarder.ts`: decode, dispatch, answer,
+ *   result and decision record to their streams), against direct measured again right before:
+ *   how close any router can come to the targets here; the gap to `router.*` is the router's own
+ *   work.
  * The core-NATS ingress is bench-only glue (an EventSource over a queue subscription, in
  * `support/router-bench-kit.ts`).
  */
@@ -26,6 +31,7 @@ import {
   natsMesh,
   provisionMesh,
 } from '@meshroute/transport-nats';
+import { startFloorForwarder } from './support/floor-forwarder.js';
 import {
   BENCH_INGRESS_SUBJECT,
   noopCapacity as capacity,
@@ -172,6 +178,56 @@ try {
     baselineCpuUsPerEvent: direct2.cpuUsPerEvent,
     target: 'ratio >= 0.5',
   });
+
+  // The floor: only the router's mandatory I/O, same producer, agent and server.
+  {
+    const floorConn = await connect('bench-floor');
+    const floor = await startFloorForwarder(floorConn, {
+      subject: 'bench.floor.ingress',
+      agentId: 'noop-agent',
+      bundle,
+      routerId: 'bench-floor',
+    });
+    const fHop = await sampleAsync(() => producer.nc.request('bench.floor.ingress', eventBytes(), { timeout: 5000 }), {
+      iterations,
+    });
+    const fDirect = await sampleAsync(
+      () => producer.nc.request('meshroute.work.noop-agent', workBytes, { timeout: 5000 }),
+      { iterations },
+    );
+    reportBench(
+      benchLine('router.hop.floor', 'us', percentiles(fHop), percentiles(fDirect), {
+        iterations,
+        baselineP99: Math.round(percentiles(fDirect).p99 * 10) / 10,
+        ratioP99: Math.round((percentiles(fHop).p99 / percentiles(fDirect).p99) * 100) / 100,
+        router: 'floor: mandatory I/O only (decode, dispatch, answer, result and decision to their streams)',
+        routerHopP50: Math.round(percentiles(viaRouter).p50 * 10) / 10,
+      }),
+    );
+    const fOurs = await throughput(n, concurrency, () =>
+      producer.nc.request('bench.floor.ingress', eventBytes(), { timeout: 30_000 }),
+    );
+    const fDirect2 = await throughput(n, concurrency, () =>
+      producer.nc.request('meshroute.work.noop-agent', workBytes, { timeout: 30_000 }),
+    );
+    reportBench({
+      bench: 'router.throughput.floor',
+      unit: 'events/s',
+      p50: Math.round(fOurs.rate),
+      p99: Math.round(fOurs.rate),
+      baseline: Math.round(fDirect2.rate),
+      ratio: Math.round((fOurs.rate / fDirect2.rate) * 100) / 100,
+      higherIsBetter: true,
+      events: n,
+      concurrency,
+      cpuUsPerEvent: fOurs.cpuUsPerEvent,
+      baselineCpuUsPerEvent: fDirect2.cpuUsPerEvent,
+      router: 'floor: mandatory I/O only (decode, dispatch, answer, result and decision to their streams)',
+      routerRate: Math.round(oursTput),
+      routerCpuUsPerEvent: ours.cpuUsPerEvent,
+    });
+    await floor.stop();
+  }
 
   // The same two with the router in a process of its own (as deployed). The in-process router
   // leaves the queue group first.
