@@ -87,8 +87,9 @@ const server = await startNatsServer();
 const conns: MeshConnection[] = [];
 const routers: Router[] = [];
 try {
-  const connect = async (name: string) => {
-    const c = await connectMesh({ servers: server.url, name });
+  // Router and agent connections coalesce their writes, as `meshroute router` and `agent` do.
+  const connect = async (name: string, coalesceWrites = false) => {
+    const c = await connectMesh({ servers: server.url, name, coalesceWrites });
     conns.push(c);
     return c;
   };
@@ -96,7 +97,7 @@ try {
   await provisionMesh(admin, { storage: 'memory', duplicateWindowMs: 60_000 });
 
   // The no-op agent on its own connection.
-  const agentConn = await connect('bench-agent');
+  const agentConn = await connect('bench-agent', true);
   const agentMesh = natsAgentMesh(agentConn);
   agentMesh.serveWork('noop-agent', async (w) => result(w));
   let beat = 0;
@@ -107,7 +108,7 @@ try {
   heartbeat();
   const beats = setInterval(heartbeat, 1000);
 
-  const routerConn = await connect('bench-router');
+  const routerConn = await connect('bench-router', true);
   const router = createRouter({
     mesh: natsMesh(routerConn, { routerId: 'bench-router' }),
     source: coreNatsSource(routerConn, BENCH_INGRESS_SUBJECT),
@@ -181,7 +182,7 @@ try {
 
   // The floor: only the router's mandatory I/O, same producer, agent and server.
   {
-    const floorConn = await connect('bench-floor');
+    const floorConn = await connect('bench-floor', true);
     const floor = await startFloorForwarder(floorConn, {
       subject: 'bench.floor.ingress',
       agentId: 'noop-agent',
@@ -305,7 +306,7 @@ try {
   }
   await Promise.all(pubs);
   const publishRate = jsN / ((performance.now() - tPub) / 1000);
-  const jsConn = await connect('bench-js-router');
+  const jsConn = await connect('bench-js-router', true);
   const jsRouter = createRouter({
     mesh: natsMesh(jsConn, { routerId: 'bench-js-router' }),
     source: natsEventSource(jsConn, { maxInFlight: 2048 }),

@@ -15,6 +15,7 @@ import {
 import { connect, type NodeConnectionOptions } from '@nats-io/transport-node';
 import { mapNatsError } from './errors.js';
 import { type NatsConnectOptions, type ResolvedNatsOptions, resolveNatsOptions } from './options.js';
+import { type CoalescedWrites, coalesceWrites, flushPending } from './write-coalescing.js';
 
 /** A lifecycle change of the connection, mapped from the NATS client's `status()`. */
 export type MeshStatusEvent =
@@ -177,7 +178,7 @@ export async function connectMesh(options: NatsConnectOptions = {}): Promise<Mes
   } catch (err) {
     throw mapNatsError(err, `connect to ${opts.servers.join(',')}`, opts.connectTimeoutMs);
   }
-  return wrapConnection(nc, opts);
+  return wrap(nc, opts, opts.coalesceWrites ? coalesceWrites(nc) : undefined);
 }
 
 /**
@@ -190,7 +191,11 @@ export function wrapConnection(
   nc: NatsConnection,
   options: NatsConnectOptions | ResolvedNatsOptions = {},
 ): MeshConnection {
-  const opts: ResolvedNatsOptions = 'auth' in options ? options : resolveNatsOptions(options);
+  return wrap(nc, 'auth' in options ? options : resolveNatsOptions(options), undefined);
+}
+
+/** {@link wrapConnection}, with the write coalescing {@link connectMesh} set up (if any). */
+function wrap(nc: NatsConnection, opts: ResolvedNatsOptions, coalesced: CoalescedWrites | undefined): MeshConnection {
   const js = jetstream(nc, { timeout: opts.jetstreamTimeoutMs });
   let jsm: Promise<JetStreamManager> | undefined;
   const info: MeshConnectionInfo = {
@@ -251,6 +256,9 @@ export function wrapConnection(
     },
     async close() {
       if (nc.isClosed()) return;
+      // What is still in the outbound buffer (coalesced or not) goes out before the socket closes.
+      if (coalesced) coalesced.flushNow();
+      else flushPending(nc);
       await nc.close();
     },
   };

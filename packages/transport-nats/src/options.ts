@@ -108,6 +108,15 @@ export interface NatsConnectOptions {
    * @default meshNames().replyPrefix (`_INBOX_meshroute`)
    */
   inboxPrefix?: string;
+  /**
+   * Write everything published in one event-loop turn to the socket at once (see
+   * `write-coalescing.ts`) instead of once per microtask burst: far fewer socket writes, less CPU
+   * per message under load (a router with JetStream ingress: about a quarter less). For
+   * long-running processes that close the connection before they exit: what is published in the
+   * turn of a `process.exit()` would not be written. `meshroute router`, `agent` and `up` turn it on.
+   * @default false
+   */
+  coalesceWrites?: boolean;
 }
 
 /** The authentication method chosen. Secrets are kept here, so never log this object. */
@@ -133,6 +142,7 @@ export interface ResolvedNatsOptions {
   waitOnFirstConnect: boolean;
   asyncTraces: boolean;
   inboxPrefix: string;
+  coalesceWrites: boolean;
 }
 
 const SUBJECT_TOKEN = /^[^\s.*>]+$/;
@@ -262,6 +272,7 @@ export function resolveNatsOptions(input: NatsConnectOptions = {}): ResolvedNats
     waitOnFirstConnect: input.waitOnFirstConnect ?? false,
     asyncTraces: input.asyncTraces ?? false,
     inboxPrefix,
+    coalesceWrites: input.coalesceWrites ?? false,
   };
 }
 

@@ -9,7 +9,7 @@ import { BENCH_INGRESS_SUBJECT, coreNatsSource, shippedBundle } from './router-b
 
 const url = process.argv[2];
 if (!url) throw new Error('usage: router-child.ts <nats-url>');
-const conn = await connectMesh({ servers: url, name: 'bench-router-process' });
+const conn = await connectMesh({ servers: url, name: 'bench-router-process', coalesceWrites: true });
 const router = createRouter({
   mesh: natsMesh(conn, { routerId: 'bench-router-process' }),
   source: coreNatsSource(conn, BENCH_INGRESS_SUBJECT),

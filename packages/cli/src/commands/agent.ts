@@ -139,6 +139,9 @@ export async function startAgentProcess(options: AgentProcessOptions): Promise<A
     ...options.nats,
     servers: options.natsUrl ?? options.nats?.servers ?? DEFAULT_NATS_URL,
     name: `agent-${options.id}`,
+
+    // A long-running process that closes its connection before it exits: coalesce its writes.
+    coalesceWrites: options.nats?.coalesceWrites ?? true,
   });
   let backend: ComputeBackend | undefined;
   try {

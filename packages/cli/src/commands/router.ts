@@ -221,6 +221,9 @@ export async function startRouterProcess(options: RouterProcessOptions = {}): Pr
     ...options.nats,
     servers: options.natsUrl ?? options.nats?.servers ?? DEFAULT_NATS_URL,
     name: routerId,
+
+    // A long-running process that closes its connection before it exits: coalesce its writes.
+    coalesceWrites: options.nats?.coalesceWrites ?? true,
   });
   const cleanups: (() => Promise<void> | void)[] = [];
   try {

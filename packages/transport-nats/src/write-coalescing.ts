@@ -1,0 +1,89 @@
+/**
+ * Write coalescing for a NATS connection: the client (nats.js v3) writes its outbound buffer to
+ * the socket in a microtask after the first command of a burst, so a process that publishes from
+ * many promise continuations (a router: dispatch, answer, result, decision record, ingress ack,
+ * each after its own await) makes about one socket write per publish. On loopback and LAN a write
+ * costs more CPU than the message (the kernel delivers the segment inside the call); measured on
+ * the router with JetStream ingress: 2.1 writes per event, 551-697 µs of CPU per event, against
+ * 0.01 writes and 490-496 µs with the writes of one event-loop turn coalesced.
+ *
+ * {@link coalesceWrites} defers the client's flush to the end of the current event-loop turn
+ * (`setImmediate`), so everything published in one turn goes out in one write. The latency cost
+ * is the rest of the turn (microseconds for a router; a long synchronous task delays it more, as
+ * it would delay the reply anyway). A burst larger than {@link COALESCE_MAX_BYTES} is written at
+ * once, as the client does past its own pending limit. A subscription is written at once too, so
+ * that a process that subscribes and then says it is ready (on stdout, over HTTP) is subscribed on
+ * the server when it says so; and {@link CoalescedWrites.flushNow} writes what is pending before
+ * the connection closes.
+ *
+ * Meant for long-running processes that close their connection before exiting (the router and
+ * agent processes): a one-shot client that calls `process.exit()` in the turn it published would
+ * lose what was still pending, so it is off by default (`coalesceWrites`).
+ *
+ * This reaches one internal of the client: the protocol handler's `flushPending` and `outbound`
+ * (nats-core 3.x). When they are not there (another client version), nothing is changed and the
+ * client's own flushing stays.
+ */
+import type { NatsConnection } from '@nats-io/transport-node';
+
+/** Outbound bytes past which a coalesced burst is written at once. */
+export const COALESCE_MAX_BYTES = 1024 * 1024;
+
+/** What {@link coalesceWrites} uses of the client's protocol handler. */
+interface ProtocolInternals {
+  flushPending(): void;
+  outbound?: { size(): number };
+}
+
+/** The handle of a connection whose writes are coalesced. */
+export interface CoalescedWrites {
+  /** Write whatever is pending now (before closing the connection). */
+  flushNow(): void;
+}
+
+/**
+ * Coalesce the writes of `nc` per event-loop turn. Returns `undefined` (and changes nothing) when
+ * the client does not have the internals this needs.
+ */
+export function coalesceWrites(nc: NatsConnection): CoalescedWrites | undefined {
+  const protocol = (nc as unknown as { protocol?: Partial<ProtocolInternals> }).protocol;
+  if (protocol === undefined || typeof protocol.flushPending !== 'function') return undefined;
+  const outbound = protocol.outbound;
+  if (outbound === undefined || typeof outbound.size !== 'function') return undefined;
+  const flush = protocol.flushPending.bind(protocol);
+  let scheduled: ReturnType<typeof setImmediate> | undefined;
+  const flushNow = (): void => {
+    if (scheduled !== undefined) {
+      clearImmediate(scheduled);
+      scheduled = undefined;
+    }
+    flush();
+  };
+  const subscribe = nc.subscribe.bind(nc);
+  nc.subscribe = (...args: Parameters<NatsConnection['subscribe']>) => {
+    const sub = subscribe(...args);
+    flushNow();
+    return sub;
+  };
+  protocol.flushPending = (): void => {
+    if (outbound.size() >= COALESCE_MAX_BYTES) {
+      flushNow();
+      return;
+    }
+    scheduled ??= setImmediate(() => {
+      scheduled = undefined;
+      flush();
+    });
+  };
+  return { flushNow };
+}
+
+/**
+ * Write whatever `nc` still holds in its outbound buffer now. The client's `close()` does not:
+ * a message published in the same turn as `close()` was dropped with the socket (measured: 2,000
+ * publishes then `close()`, none arrived). A no-op when the client lacks the internal.
+ */
+export function flushPending(nc: NatsConnection): void {
+  const protocol = (nc as unknown as { protocol?: Partial<ProtocolInternals> }).protocol;
+  if (protocol !== undefined && typeof protocol.flushPending === 'function') protocol.flushPending();
+}
