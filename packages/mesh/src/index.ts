@@ -129,6 +129,7 @@ export {
   decisionRecordSchema,
   decodeMessage,
   encodeMessage,
+  encodeTrustedMessage,
   errorInfoSchema,
   eventJsonSchema,
   MESSAGE_SCHEMAS,

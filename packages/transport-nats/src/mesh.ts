@@ -12,6 +12,7 @@ import {
   decodeMessage,
   ErrorCode,
   encodeMessage,
+  encodeTrustedMessage,
   type Logger,
   type Mesh,
   MeshError,
@@ -152,7 +153,8 @@ export function natsMesh(conn: MeshConnection, options: NatsMeshOptions): Mesh {
 
   return {
     async dispatch(work: WorkItem, opts: { timeoutMs: number; signal?: AbortSignal }): Promise<WorkResult> {
-      const body = encodeMessage('meshroute.work/v1', work);
+      // Built by the router from the strictly decoded event; the agent validates what it decodes.
+      const body = encodeTrustedMessage('meshroute.work/v1', work);
       const subject = names.workSubject(work.agentId);
       let headers: MsgHdrs | undefined;
       for (const h of TRACE_HEADERS) {
