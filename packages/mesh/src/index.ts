@@ -129,7 +129,6 @@ export {
   decisionRecordSchema,
   decodeMessage,
   encodeMessage,
-  encodeTrustedMessage,
   errorInfoSchema,
   eventJsonSchema,
   MESSAGE_SCHEMAS,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode } from './errors.js';
-import { type DecisionRecord, decodeMessage, encodeMessage, encodeTrustedMessage, type WorkItem } from './schemas.js';
+import { type DecisionRecord, decodeMessage, encodeMessage } from './schemas.js';
 
 const record = (sections: Pick<DecisionRecord, 'bundle' | 'engine'>): DecisionRecord => ({
   schema: 'meshroute.decision/v1',
@@ -68,27 +68,6 @@ describe('encodeMessage of decision records', () => {
     expect(issues).toMatch(/^engine\.name:/m);
     // A frozen section that failed is not remembered as valid.
     expect(() => encodeMessage('meshroute.decision/v1', bad)).toThrow(/engine\.name/);
-  });
-});
-
-describe('encodeTrustedMessage', () => {
-  it('writes the bytes encodeMessage writes for a valid work item, and they decode', () => {
-    const work: WorkItem = {
-      schema: 'meshroute.work/v1',
-      workId: 'w-1',
-      attempt: 2,
-      decisionId: 'd-1',
-      routerId: 'r-1',
-      agentId: 'a-1',
-      workload: 'checksum',
-      event: { specversion: '1.0', id: 'e-1', source: '/s', type: 't', residency: 'eu', data: { n: [1, 'ü'] } },
-      dispatchedAtMs: 1_700_000_000_000,
-      timeoutMs: 5_000,
-      traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
-    };
-    const trusted = encodeTrustedMessage('meshroute.work/v1', work);
-    expect(trusted).toEqual(encodeMessage('meshroute.work/v1', work));
-    expect(decodeMessage('meshroute.work/v1', trusted)).toEqual(work);
   });
 });
 

@@ -325,17 +325,6 @@ export function decodeMessage<N extends MessageSchemaName>(name: N, bytes: Uint8
   return parseMessage(name, value);
 }
 
-/**
- * Encode a message this process built from validated parts, without validating it again: the
- * receiver validates every message it decodes ({@link decodeMessage}). For a hot path whose every
- * field comes from validated input or from the process itself (the router's work items: the event
- * passed strict CloudEvent decoding, the rest is the router's); the bytes are those
- * {@link encodeMessage} writes for a valid message. Anything else: {@link encodeMessage}.
- */
-export function encodeTrustedMessage<N extends MessageSchemaName>(_name: N, message: MessageTypes[N]): Uint8Array {
-  return textEncoder.encode(JSON.stringify(message));
-}
-
 /** Validate and encode a message as UTF-8 JSON. */
 export function encodeMessage<N extends MessageSchemaName>(name: N, message: MessageTypes[N]): Uint8Array {
   if (name === 'meshroute.decision/v1') return encodeDecisionRecord(message as DecisionRecord);

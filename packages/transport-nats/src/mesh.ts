@@ -12,7 +12,6 @@ import {
   decodeMessage,
   ErrorCode,
   encodeMessage,
-  encodeTrustedMessage,
   type Logger,
   type Mesh,
   MeshError,
@@ -153,8 +152,7 @@ export function natsMesh(conn: MeshConnection, options: NatsMeshOptions): Mesh {
 
   return {
     async dispatch(work: WorkItem, opts: { timeoutMs: number; signal?: AbortSignal }): Promise<WorkResult> {
-      // Built by the router from the strictly decoded event; the agent validates what it decodes.
-      const body = encodeTrustedMessage('meshroute.work/v1', work);
+      const body = encodeMessage('meshroute.work/v1', work);
       const subject = names.workSubject(work.agentId);
       let headers: MsgHdrs | undefined;
       for (const h of TRACE_HEADERS) {
