@@ -406,6 +406,20 @@ function sectionsOf(loaded: LoadedBundle): Pick<DecisionRecord, 'bundle' | 'engi
   return s;
 }
 
+/** The `exceptions` section of a record: each approved exception used, and for which agents. */
+export function recordedExceptions(
+  exceptionUse: ReadonlyMap<CompiledException, { rule: string; agents: string[] }>,
+): NonNullable<DecisionRecord['exceptions']> {
+  return [...exceptionUse.entries()].map(([x, u]) => ({
+    rule: x.ruleId,
+    constraint: u.rule,
+    approvedBy: x.approvedBy,
+    ticket: x.ticket,
+    expires: x.expires,
+    agentIds: u.agents,
+  }));
+}
+
 /** The decision-independent part of a record. */
 export function recordBase(
   loaded: LoadedBundle,
@@ -528,18 +542,7 @@ function buildDecision(
       agree: s.chosen === chosenId,
     })),
     ...(errors.length > 0 ? { errors: errors.slice(0, MAX_RECORDED_ERRORS) } : {}),
-    ...(exceptionUse.size > 0
-      ? {
-          exceptions: [...exceptionUse.entries()].map(([x, u]) => ({
-            rule: x.ruleId,
-            constraint: u.rule,
-            approvedBy: x.approvedBy,
-            ticket: x.ticket,
-            expires: x.expires,
-            agentIds: u.agents,
-          })),
-        }
-      : {}),
+    ...(exceptionUse.size > 0 ? { exceptions: recordedExceptions(exceptionUse) } : {}),
     evaluationUs: 0,
   };
   let ranking: { agentId: string; score: number }[] | undefined;

@@ -30,6 +30,7 @@ import {
   MAX_RECORDED_ERRORS,
   type ResolvedDecide,
   recordBase,
+  recordedExceptions,
 } from './decide.js';
 import type { CompiledConstraint, CompiledException, CompiledPreference, LoadedBundle } from './loader.js';
 import { type AgentView, activationOf, eventActivation } from './vocabulary.js';
@@ -1038,16 +1039,7 @@ class FastDecision implements Decision {
         });
       record.shadow = shadow;
       if (ctx.errors.length > 0) record.errors = ctx.errors.slice(0, MAX_RECORDED_ERRORS);
-      if (exceptionUse !== undefined && exceptionUse.size > 0) {
-        record.exceptions = [...exceptionUse.entries()].map(([x, u]) => ({
-          rule: x.ruleId,
-          constraint: u.rule,
-          approvedBy: x.approvedBy,
-          ticket: x.ticket,
-          expires: x.expires,
-          agentIds: u.agents,
-        }));
-      }
+      if (exceptionUse !== undefined && exceptionUse.size > 0) record.exceptions = recordedExceptions(exceptionUse);
       record.evaluationUs = this.evaluationUs;
       this.#record = record;
     }
