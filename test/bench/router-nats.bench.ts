@@ -14,13 +14,13 @@
  *   the I/O the router must do per event (`support/floor-forwarder.ts`: decode, dispatch, answer,
  *   result and decision record to their streams), against direct measured again right before:
  *   how close any router can come to the targets here; the gap to `router.*` is the router's own
- *   work.
+ *   work. `router.throughput.jetstream.floor`: the same forwarder draining the JetStream ingress.
  * The core-NATS ingress is bench-only glue (an EventSource over a queue subscription, in
  * `support/router-bench-kit.ts`).
  */
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { encodeMessage } from '@meshroute/mesh';
+import { encodeMessage, meshNames } from '@meshroute/mesh';
 import { createRouter, memoryStateStore, type Router } from '@meshroute/router';
 import { benchLine, percentiles, reportBench, sampleAsync, startNatsServer, stopAllServers } from '@meshroute/testing';
 import {
@@ -31,7 +31,7 @@ import {
   natsMesh,
   provisionMesh,
 } from '@meshroute/transport-nats';
-import { startFloorForwarder } from './support/floor-forwarder.js';
+import { startFloorForwarder, startJetStreamFloor } from './support/floor-forwarder.js';
 import {
   BENCH_INGRESS_SUBJECT,
   noopCapacity as capacity,
@@ -347,6 +347,55 @@ try {
     target: '>= 10000 events/s',
   });
   await jsRouter.stop({ drainTimeoutMs: 0 });
+
+  // The floor with JetStream ingress: the same number of events, drained by the forwarder.
+  {
+    // An ingress stream and consumer of its own: the router's consumer may still owe deliveries
+    // to the stopped router's pull requests.
+    const floorNames = meshNames('benchfloor');
+    await provisionMesh(admin, { names: floorNames, storage: 'memory', duplicateWindowMs: 60_000 });
+    const pubs2: Promise<unknown>[] = [];
+    for (let i = 0; i < jsN; i++) {
+      pubs2.push(producer.js.publish(floorNames.ingressSubject(), eventBytes(), { msgID: `jsf-${i}-${evSeq}` }));
+      if (pubs2.length >= 1000) await Promise.all(pubs2.splice(0));
+    }
+    await Promise.all(pubs2);
+    const floorJsConn = await connect('bench-js-floor', true);
+    let forwarded = 0;
+    let allForwarded: () => void = () => {};
+    const forwardedAll = new Promise<void>((r) => {
+      allForwarded = r;
+    });
+    const cF = process.cpuUsage();
+    const tF = performance.now();
+    const floor = await startJetStreamFloor(floorJsConn, {
+      agentId: 'noop-agent',
+      bundle,
+      routerId: 'bench-js-floor',
+      maxInFlight: 2048,
+      ingressNames: floorNames,
+      onForwarded: () => {
+        if (++forwarded === jsN) allForwarded();
+      },
+    });
+    await forwardedAll;
+    const floorRate = jsN / ((performance.now() - tF) / 1000);
+    reportBench({
+      bench: 'router.throughput.jetstream.floor',
+      unit: 'events/s',
+      p50: Math.round(floorRate),
+      p99: Math.round(floorRate),
+      baseline: Math.round(directTput),
+      ratio: Math.round((floorRate / directTput) * 100) / 100,
+      higherIsBetter: true,
+      events: jsN,
+      cpuUsPerEvent: Math.round(cpuUs(cF) / jsN),
+      storage: 'memory',
+      router: 'floor: mandatory I/O only (decode, dispatch, result and decision to their streams, ack)',
+      routerRate: Math.round(jsRate),
+    });
+    await floor.stop();
+  }
 
   clearInterval(beats);
 } finally {

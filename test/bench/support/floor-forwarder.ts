@@ -11,9 +11,15 @@
  * and `router.*` is the router's own work.
  */
 import { randomUUID } from 'node:crypto';
-import { type CloudEventJson, type DecisionRecord, decodeNats } from '@meshroute/mesh';
+import {
+  type CloudEventJson,
+  type DecisionRecord,
+  decodeNats,
+  type IngressDelivery,
+  type MeshNames,
+} from '@meshroute/mesh';
 import type { PolicyBundle } from '@meshroute/policy';
-import { type MeshConnection, mapFromHeaders, natsMesh } from '@meshroute/transport-nats';
+import { type MeshConnection, mapFromHeaders, natsEventSource, natsMesh } from '@meshroute/transport-nats';
 
 /** A running floor forwarder. */
 export interface FloorForwarder {
@@ -23,6 +29,16 @@ export interface FloorForwarder {
 
 const encoder = new TextEncoder();
 
+/** Options of the floor forwarders. */
+export interface FloorOptions {
+  agentId: string;
+  bundle: PolicyBundle;
+  routerId: string;
+}
+
+/** Forward one event: dispatch, answer (when `reply` is given), result and decision record. */
+type Forward = (headers: Map<string, string>, body: Uint8Array, reply: string | undefined) => Promise<void>;
+
 /**
  * Start the forwarder on `subject` (a queue subscription; requests answered on their inbox),
  * dispatching every event to `agentId`. Its decision records carry the `bundle`, `engine`, top-k
@@ -30,8 +46,61 @@ const encoder = new TextEncoder();
  */
 export async function startFloorForwarder(
   conn: MeshConnection,
-  options: { subject: string; agentId: string; bundle: PolicyBundle; routerId: string },
+  options: FloorOptions & { subject: string },
 ): Promise<FloorForwarder> {
+  const { forward, mesh } = forwarder(conn, options);
+  const sub = conn.nc.subscribe(options.subject, {
+    queue: 'floor',
+    callback: (_err, m) => {
+      if (!m.reply) return;
+      forward(m.headers ? mapFromHeaders(m.headers) : new Map(), m.data, m.reply).catch((err: unknown) => {
+        process.stderr.write(`floor forwarder: ${(err as Error).message}\n`);
+      });
+    },
+  });
+  await conn.nc.flush();
+  return {
+    async stop() {
+      sub.unsubscribe();
+      await mesh.close();
+    },
+  };
+}
+
+/**
+ * The same forwarder on a JetStream ingress (an ingress stream and durable consumer of its own,
+ * `ingressNames`, taken as the router takes its own): each delivery forwarded, then acked once its
+ * result and decision record are stored. Dispatch, results and decisions use the default names.
+ * `onForwarded` is called after each ack.
+ */
+export async function startJetStreamFloor(
+  conn: MeshConnection,
+  options: FloorOptions & { maxInFlight: number; onForwarded: () => void; ingressNames: MeshNames },
+): Promise<FloorForwarder> {
+  const { forward, mesh } = forwarder(conn, options);
+  const source = natsEventSource(conn, { maxInFlight: options.maxInFlight, names: options.ingressNames });
+  await source.start(async (d: IngressDelivery) => {
+    try {
+      await forward(d.headers, d.body, undefined);
+      await d.ack();
+      options.onForwarded();
+    } catch (err) {
+      process.stderr.write(`floor forwarder: ${(err as Error).message}\n`);
+      d.nak();
+    }
+  });
+  return {
+    async stop() {
+      await source.close();
+      await mesh.close();
+    },
+  };
+}
+
+function forwarder(
+  conn: MeshConnection,
+  options: FloorOptions,
+): { forward: Forward; mesh: ReturnType<typeof natsMesh> } {
   const mesh = natsMesh(conn, { routerId: options.routerId });
   const sample = options.bundle.decide(
     { specversion: '1.0', id: 'floor', source: '/floor', type: 'floor', workload: 'noop', residency: 'eu' },
@@ -57,7 +126,7 @@ export async function startFloorForwarder(
     { decisionId: 'floor', nowMs: Date.now(), registryRevision: 1 },
   ).record;
   let seq = 0;
-  const forward = async (headers: Map<string, string>, body: Uint8Array, reply: string): Promise<void> => {
+  const forward: Forward = async (headers, body, reply) => {
     const event = decodeNats(headers, body, { maxEventBytes: 1 << 20 }) as CloudEventJson;
     const decisionId = randomUUID();
     const result = await mesh.dispatch(
@@ -75,10 +144,12 @@ export async function startFloorForwarder(
       },
       { timeoutMs: 30_000 },
     );
-    await mesh.reply(
-      reply,
-      encoder.encode(JSON.stringify({ schema: 'meshroute.answer/v1', id: event.id, outcome: 'succeeded', result })),
-    );
+    if (reply !== undefined) {
+      await mesh.reply(
+        reply,
+        encoder.encode(JSON.stringify({ schema: 'meshroute.answer/v1', id: event.id, outcome: 'succeeded', result })),
+      );
+    }
     const record: DecisionRecord = {
       schema: 'meshroute.decision/v1',
       decisionId,
@@ -99,20 +170,5 @@ export async function startFloorForwarder(
     };
     await Promise.all([mesh.publishResult(result, undefined), mesh.publishDecision(record)]);
   };
-  const sub = conn.nc.subscribe(options.subject, {
-    queue: 'floor',
-    callback: (_err, m) => {
-      if (!m.reply) return;
-      forward(m.headers ? mapFromHeaders(m.headers) : new Map(), m.data, m.reply).catch((err: unknown) => {
-        process.stderr.write(`floor forwarder: ${(err as Error).message}\n`);
-      });
-    },
-  });
-  await conn.nc.flush();
-  return {
-    async stop() {
-      sub.unsubscribe();
-      await mesh.close();
-    },
-  };
+  return { forward, mesh };
 }
