@@ -268,6 +268,49 @@ describe('natsEventSource', () => {
     await source.close();
   });
 
+  it("hands back what reaches a closed source's open pulls at once, not after the ack wait", async () => {
+    // A router stopping while its connection stays open (draining dispatches): the server still
+    // delivers to its open pull requests until they expire. Those deliveries must reach another
+    // router now, not after the 30 s ack wait.
+    const names = meshNames(uniquePrefix());
+    await provisionMesh(conn, { names, storage: 'memory', ingressAckWaitMs: 30_000 });
+    const stoppingConn = await connectMesh({
+      servers: server.url,
+      name: 'ingress-test-stopping',
+      coalesceWrites: true,
+    });
+    const stopping = natsEventSource(stoppingConn, { names, maxInFlight: 2048, pullExpiresMs: 5_000 });
+    let taken = 0;
+    await stopping.start(async (d) => {
+      await d.ack();
+      taken++;
+    });
+    // It has taken part of its pulls' credit when it stops: those pulls stay open on the server.
+    const before = Array.from({ length: 500 }, (_, i) => `before-close-${i}`);
+    for (const id of before) await publishEvent(conn, sampleEvent({ id }), { names });
+    await waitFor('the first events taken', () => taken === 500);
+    await new Promise((r) => setTimeout(r, 300));
+    await stopping.close();
+    const ids = Array.from({ length: 3000 }, (_, i) => `after-close-${i}`);
+    for (const id of ids) await publishEvent(conn, sampleEvent({ id }), { names });
+    const other = await connectMesh({ servers: server.url, name: 'ingress-test-other' });
+    const got = new Set<string>();
+    const all = latch();
+    const source = natsEventSource(other, { names });
+    await source.start(async (d) => {
+      const e = decodeNats(d.headers, d.body);
+      got.add(e.id);
+      await d.ack();
+      if (got.size === ids.length) all.resolve();
+    });
+    const started = Date.now();
+    await all.promise;
+    expect(Date.now() - started).toBeLessThan(10_000);
+    await source.close();
+    await other.close();
+    await stoppingConn.close();
+  }, 40_000);
+
   it('redelivers a delivery that was never acked once the ack wait passes', async () => {
     const { names } = await freshMesh();
     await publishEvent(conn, sampleEvent(), { names });
