@@ -109,8 +109,9 @@ export interface NatsConnectOptions {
    */
   inboxPrefix?: string;
   /**
-   * Write everything published in one event-loop turn to the socket at once (see
-   * `write-coalescing.ts`) instead of once per microtask burst: far fewer socket writes, less CPU
+   * Write what one event-loop turn publishes in at most two socket writes (the first flush at once,
+   * the rest at the end of the turn; see `write-coalescing.ts`) instead of one write per microtask
+   * burst: far fewer socket writes, less CPU
    * per message under load (a router with JetStream ingress: about a quarter less). For
    * long-running processes that close the connection before they exit: what is published in the
    * turn of a `process.exit()` would not be written. `meshroute router`, `agent` and `up` turn it on.

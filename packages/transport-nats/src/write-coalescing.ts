@@ -7,10 +7,11 @@
  * the router with JetStream ingress: 2.1 writes per event, 551-697 µs of CPU per event, against
  * 0.01 writes and 490-496 µs with the writes of one event-loop turn coalesced.
  *
- * {@link coalesceWrites} defers the client's flush to the end of the current event-loop turn
- * (`setImmediate`), so everything published in one turn goes out in one write. The latency cost
- * is the rest of the turn (microseconds for a router; a long synchronous task delays it more, as
- * it would delay the reply anyway). A burst larger than {@link COALESCE_MAX_BYTES} is written at
+ * {@link coalesceWrites} writes the first flush of an event-loop turn at once, as the client
+ * would, and defers every later one to the end of the turn (`setImmediate`), so a turn makes at
+ * most two writes however much it publishes. A lone request or reply is not delayed; under load
+ * the latency cost is the rest of the turn (microseconds for a router; a long synchronous task
+ * delays it more, as it would delay the reply anyway). A burst larger than {@link COALESCE_MAX_BYTES} is written at
  * once, as the client does past its own pending limit. A subscription is written at once too, so
  * that a process that subscribes and then says it is ready (on stdout, over HTTP) is subscribed on
  * the server when it says so; and {@link CoalescedWrites.flushNow} writes what is pending before
@@ -70,7 +71,11 @@ export function coalesceWrites(nc: NatsConnection): CoalescedWrites | undefined 
       flushNow();
       return;
     }
-    scheduled ??= setImmediate(() => {
+    if (scheduled !== undefined) return; // written at the end of this turn
+    // The first flush of a turn is written at once, as the client would (a lone request or reply
+    // waits for nothing); what the rest of the turn publishes goes out together at its end.
+    flush();
+    scheduled = setImmediate(() => {
       scheduled = undefined;
       flush();
     });
