@@ -66,6 +66,7 @@ describe('addNatsOptions', () => {
       ['--nats-tls-cert', 'MESHROUTE_NATS_TLS_CERT'],
       ['--nats-tls-key', 'MESHROUTE_NATS_TLS_KEY'],
       ['--nats-inbox-prefix', 'MESHROUTE_NATS_INBOX_PREFIX'],
+      ['--nats-coalesce-writes', 'MESHROUTE_NATS_COALESCE_WRITES'],
     ] as const) {
       expect(help).toContain(flag);
       expect(help).toContain(`env: ${env}`);
@@ -91,6 +92,13 @@ describe('addNatsOptions', () => {
 });
 
 describe('natsConnectOptions', () => {
+  it('turns --nats-coalesce-writes on or off, leaves it out when not given, and refuses anything else', () => {
+    expect(natsConnectOptions({ natsCoalesceWrites: 'on' }).coalesceWrites).toBe(true);
+    expect(natsConnectOptions({ natsCoalesceWrites: 'OFF' }).coalesceWrites).toBe(false);
+    expect('coalesceWrites' in natsConnectOptions({})).toBe(false);
+    expect(() => natsConnectOptions({ natsCoalesceWrites: 'yes' })).toThrow(/--nats-coalesce-writes.*on or off/);
+  });
+
   it('splits the server list and gives nothing else without credentials', () => {
     expect(natsConnectOptions({ natsUrl: 'nats://a:4222, nats://b:4222' })).toEqual({
       servers: ['nats://a:4222', 'nats://b:4222'],

@@ -40,6 +40,12 @@ export interface NatsFlags {
   natsTlsKey?: string;
   /** `--nats-inbox-prefix`: prefix of this connection's reply inboxes. */
   natsInboxPrefix?: string;
+  /**
+   * `--nats-coalesce-writes`: `on` or `off`, whether the connection coalesces its socket writes
+   * (transport-nats `coalesceWrites`). Without it, each command keeps its own default (`on` for
+   * `router` and `agent`, `off` for the rest).
+   */
+  natsCoalesceWrites?: string;
 }
 
 /** How {@link addNatsOptions} declares `--nats-url`. */
@@ -103,6 +109,12 @@ export function addNatsOptions(command: Command, config: AddNatsOptionsConfig = 
         '--nats-inbox-prefix <prefix>',
         "reply inbox prefix (default: the identity's prefix from identities.json beside --nats-nkey)",
       ).env('MESHROUTE_NATS_INBOX_PREFIX'),
+    )
+    .addOption(
+      new Option(
+        '--nats-coalesce-writes <on|off>',
+        'coalesce socket writes per event-loop turn (default: on for router and agent, off otherwise)',
+      ).env('MESHROUTE_NATS_COALESCE_WRITES'),
     );
 }
 
@@ -275,6 +287,16 @@ export function natsConnectOptions(flags: NatsFlags, read: ReadTextFile = readTe
       );
     }
     out.inboxPrefix = prefix;
+  }
+  if (given(flags.natsCoalesceWrites)) {
+    const v = flags.natsCoalesceWrites.trim().toLowerCase();
+    if (v !== 'on' && v !== 'off') {
+      throw new ConfigError(
+        '--nats-coalesce-writes',
+        `must be on or off, got ${JSON.stringify(flags.natsCoalesceWrites)} (flag or MESHROUTE_NATS_COALESCE_WRITES)`,
+      );
+    }
+    out.coalesceWrites = v === 'on';
   }
   return out;
 }
