@@ -135,50 +135,56 @@ try {
     timeoutMs: 5000,
   });
   const iterations = 2_000;
-  const viaRouter = await sampleAsync(
-    () => producer.nc.request(BENCH_INGRESS_SUBJECT, eventBytes(), { timeout: 5000 }),
-    {
-      iterations,
-    },
-  );
-  const direct = await sampleAsync(
-    () => producer.nc.request('meshroute.work.noop-agent', workBytes, { timeout: 5000 }),
-    {
-      iterations,
-    },
-  );
-  const hop = benchLine('router.hop', 'us', percentiles(viaRouter), percentiles(direct), {
-    iterations,
-    baselineP99: Math.round(percentiles(direct).p99 * 10) / 10,
-    ratioP99: Math.round((percentiles(viaRouter).p99 / percentiles(direct).p99) * 100) / 100,
-    target: 'ratio and ratioP99 <= 2.3',
-  });
-  reportBench(hop);
-
   const n = 20_000;
   const concurrency = 512;
-  const ours = await throughput(n, concurrency, () =>
-    producer.nc.request(BENCH_INGRESS_SUBJECT, eventBytes(), { timeout: 30_000 }),
-  );
-  const direct2 = await throughput(n, concurrency, () =>
-    producer.nc.request('meshroute.work.noop-agent', workBytes, { timeout: 30_000 }),
-  );
-  const oursTput = ours.rate;
-  const directTput = direct2.rate;
-  reportBench({
-    bench: 'router.throughput.core',
-    unit: 'events/s',
-    p50: Math.round(oursTput),
-    p99: Math.round(oursTput),
-    baseline: Math.round(directTput),
-    ratio: Math.round((oursTput / directTput) * 100) / 100,
-    higherIsBetter: true,
-    events: n,
-    concurrency,
-    cpuUsPerEvent: ours.cpuUsPerEvent,
-    baselineCpuUsPerEvent: direct2.cpuUsPerEvent,
+  const toDirect = (timeoutMs: number) => () =>
+    producer.nc.request('meshroute.work.noop-agent', workBytes, { timeout: timeoutMs });
+  /** Sequential requests through `subject` against direct requests to the agent: one line. */
+  const hopLine = async (bench: string, subject: string, extra: Record<string, unknown>) => {
+    const ours = percentiles(
+      await sampleAsync(() => producer.nc.request(subject, eventBytes(), { timeout: 5000 }), { iterations }),
+    );
+    const base = percentiles(await sampleAsync(toDirect(5000), { iterations }));
+    reportBench(
+      benchLine(bench, 'us', ours, base, {
+        iterations,
+        baselineP99: Math.round(base.p99 * 10) / 10,
+        ratioP99: Math.round((ours.p99 / base.p99) * 100) / 100,
+        ...extra,
+      }),
+    );
+    return ours;
+  };
+  /**
+   * `concurrency` requests in flight through `subject` against direct request/reply: one line,
+   * with this process's CPU per event when it holds the router (`cpu`).
+   */
+  const throughputLine = async (bench: string, subject: string, cpu: boolean, extra: Record<string, unknown>) => {
+    const ours = await throughput(n, concurrency, () =>
+      producer.nc.request(subject, eventBytes(), { timeout: 30_000 }),
+    );
+    const base = await throughput(n, concurrency, toDirect(30_000));
+    reportBench({
+      bench,
+      unit: 'events/s',
+      p50: Math.round(ours.rate),
+      p99: Math.round(ours.rate),
+      baseline: Math.round(base.rate),
+      ratio: Math.round((ours.rate / base.rate) * 100) / 100,
+      higherIsBetter: true,
+      events: n,
+      concurrency,
+      ...(cpu ? { cpuUsPerEvent: ours.cpuUsPerEvent, baselineCpuUsPerEvent: base.cpuUsPerEvent } : {}),
+      ...extra,
+    });
+    return { ours, base };
+  };
+
+  const viaRouter = await hopLine('router.hop', BENCH_INGRESS_SUBJECT, { target: 'ratio and ratioP99 <= 2.3' });
+  const { ours, base: direct2 } = await throughputLine('router.throughput.core', BENCH_INGRESS_SUBJECT, true, {
     target: 'ratio >= 0.5',
   });
+  const directTput = direct2.rate;
 
   // The floor: only the router's mandatory I/O, same producer, agent and server.
   {
@@ -189,42 +195,14 @@ try {
       bundle,
       routerId: 'bench-floor',
     });
-    const fHop = await sampleAsync(() => producer.nc.request('bench.floor.ingress', eventBytes(), { timeout: 5000 }), {
-      iterations,
+    const floorWhat = 'floor: mandatory I/O only (decode, dispatch, answer, result and decision to their streams)';
+    await hopLine('router.hop.floor', 'bench.floor.ingress', {
+      router: floorWhat,
+      routerHopP50: Math.round(viaRouter.p50 * 10) / 10,
     });
-    const fDirect = await sampleAsync(
-      () => producer.nc.request('meshroute.work.noop-agent', workBytes, { timeout: 5000 }),
-      { iterations },
-    );
-    reportBench(
-      benchLine('router.hop.floor', 'us', percentiles(fHop), percentiles(fDirect), {
-        iterations,
-        baselineP99: Math.round(percentiles(fDirect).p99 * 10) / 10,
-        ratioP99: Math.round((percentiles(fHop).p99 / percentiles(fDirect).p99) * 100) / 100,
-        router: 'floor: mandatory I/O only (decode, dispatch, answer, result and decision to their streams)',
-        routerHopP50: Math.round(percentiles(viaRouter).p50 * 10) / 10,
-      }),
-    );
-    const fOurs = await throughput(n, concurrency, () =>
-      producer.nc.request('bench.floor.ingress', eventBytes(), { timeout: 30_000 }),
-    );
-    const fDirect2 = await throughput(n, concurrency, () =>
-      producer.nc.request('meshroute.work.noop-agent', workBytes, { timeout: 30_000 }),
-    );
-    reportBench({
-      bench: 'router.throughput.floor',
-      unit: 'events/s',
-      p50: Math.round(fOurs.rate),
-      p99: Math.round(fOurs.rate),
-      baseline: Math.round(fDirect2.rate),
-      ratio: Math.round((fOurs.rate / fDirect2.rate) * 100) / 100,
-      higherIsBetter: true,
-      events: n,
-      concurrency,
-      cpuUsPerEvent: fOurs.cpuUsPerEvent,
-      baselineCpuUsPerEvent: fDirect2.cpuUsPerEvent,
-      router: 'floor: mandatory I/O only (decode, dispatch, answer, result and decision to their streams)',
-      routerRate: Math.round(oursTput),
+    await throughputLine('router.throughput.floor', 'bench.floor.ingress', true, {
+      router: floorWhat,
+      routerRate: Math.round(ours.rate),
       routerCpuUsPerEvent: ours.cpuUsPerEvent,
     });
     await floor.stop();
@@ -245,39 +223,11 @@ try {
         if (line === 'ready') resolve();
       });
     });
-    const pViaRouter = await sampleAsync(
-      () => producer.nc.request(BENCH_INGRESS_SUBJECT, eventBytes(), { timeout: 5000 }),
-      { iterations },
-    );
-    const pDirect = await sampleAsync(
-      () => producer.nc.request('meshroute.work.noop-agent', workBytes, { timeout: 5000 }),
-      { iterations },
-    );
-    reportBench(
-      benchLine('router.hop.process', 'us', percentiles(pViaRouter), percentiles(pDirect), {
-        iterations,
-        baselineP99: Math.round(percentiles(pDirect).p99 * 10) / 10,
-        ratioP99: Math.round((percentiles(pViaRouter).p99 / percentiles(pDirect).p99) * 100) / 100,
-        router: 'own process',
-        target: 'ratio and ratioP99 <= 2.3',
-      }),
-    );
-    const pOurs = await throughput(n, concurrency, () =>
-      producer.nc.request(BENCH_INGRESS_SUBJECT, eventBytes(), { timeout: 30_000 }),
-    );
-    const pDirect2 = await throughput(n, concurrency, () =>
-      producer.nc.request('meshroute.work.noop-agent', workBytes, { timeout: 30_000 }),
-    );
-    reportBench({
-      bench: 'router.throughput.core.process',
-      unit: 'events/s',
-      p50: Math.round(pOurs.rate),
-      p99: Math.round(pOurs.rate),
-      baseline: Math.round(pDirect2.rate),
-      ratio: Math.round((pOurs.rate / pDirect2.rate) * 100) / 100,
-      higherIsBetter: true,
-      events: n,
-      concurrency,
+    await hopLine('router.hop.process', BENCH_INGRESS_SUBJECT, {
+      router: 'own process',
+      target: 'ratio and ratioP99 <= 2.3',
+    });
+    await throughputLine('router.throughput.core.process', BENCH_INGRESS_SUBJECT, false, {
       router: 'own process',
       target: 'ratio >= 0.5',
     });
@@ -297,15 +247,46 @@ try {
 
   // JetStream at-least-once ingress: pre-load the stream, then let a router drain it.
   const jsN = 20_000;
-  const tPub = performance.now();
-  const pubs: Promise<unknown>[] = [];
-  for (let i = 0; i < jsN; i++) {
-    const body = eventBytes();
-    pubs.push(producer.js.publish('meshroute.ingress._', body, { msgID: `js-${i}-${evSeq}` }));
-    if (pubs.length >= 1000) await Promise.all(pubs.splice(0));
-  }
-  await Promise.all(pubs);
-  const publishRate = jsN / ((performance.now() - tPub) / 1000);
+  /** Publish `jsN` events into the ingress stream on `subject`; the publish rate. */
+  const preload = async (subject: string, idPrefix: string): Promise<number> => {
+    const t0 = performance.now();
+    const pubs: Promise<unknown>[] = [];
+    for (let i = 0; i < jsN; i++) {
+      pubs.push(producer.js.publish(subject, eventBytes(), { msgID: `${idPrefix}-${i}-${evSeq}` }));
+      if (pubs.length >= 1000) await Promise.all(pubs.splice(0));
+    }
+    await Promise.all(pubs);
+    return jsN / ((performance.now() - t0) / 1000);
+  };
+  /** Events/s and CPU µs per event of a drain that `start`s and calls its callback per event. */
+  const drain = async (start: (onOne: () => void) => Promise<unknown>) => {
+    let count = 0;
+    let all: () => void = () => {};
+    const done = new Promise<void>((r) => {
+      all = r;
+    });
+    const c0 = process.cpuUsage();
+    const t0 = performance.now();
+    await start(() => {
+      if (++count === jsN) all();
+    });
+    await done;
+    return { rate: jsN / ((performance.now() - t0) / 1000), cpuUsPerEvent: Math.round(cpuUs(c0) / jsN) };
+  };
+  const jsLine = (bench: string, rate: number, extra: Record<string, unknown>) =>
+    reportBench({
+      bench,
+      unit: 'events/s',
+      p50: Math.round(rate),
+      p99: Math.round(rate),
+      baseline: Math.round(directTput),
+      ratio: Math.round((rate / directTput) * 100) / 100,
+      higherIsBetter: true,
+      events: jsN,
+      ...extra,
+    });
+
+  const publishRate = await preload('meshroute.ingress._', 'js');
   const jsConn = await connect('bench-js-router', true);
   const jsRouter = createRouter({
     mesh: natsMesh(jsConn, { routerId: 'bench-js-router' }),
@@ -316,85 +297,46 @@ try {
     options: { maxInFlightItems: 100_000, maxQueued: 100_000 },
   });
   routers.push(jsRouter);
-  let finished = 0;
-  let allDone: () => void = () => {};
-  const done = new Promise<void>((r) => {
-    allDone = r;
+  const js = await drain(async (onOne) => {
+    void (async () => {
+      for await (const s of jsRouter.status()) if (s.type === 'workFinished') onOne();
+    })();
+    await jsRouter.start();
   });
-  void (async () => {
-    for await (const s of jsRouter.status()) {
-      if (s.type === 'workFinished' && ++finished >= jsN) allDone();
-    }
-  })();
-  const cJs = process.cpuUsage();
-  const tJs = performance.now();
-  await jsRouter.start();
-  await done;
-  const jsRate = jsN / ((performance.now() - tJs) / 1000);
-  const jsCpuUsPerEvent = Math.round(cpuUs(cJs) / jsN);
-  reportBench({
-    bench: 'router.throughput.jetstream',
-    unit: 'events/s',
-    p50: Math.round(jsRate),
-    p99: Math.round(jsRate),
-    baseline: Math.round(directTput),
-    ratio: Math.round((jsRate / directTput) * 100) / 100,
-    higherIsBetter: true,
-    events: jsN,
+  jsLine('router.throughput.jetstream', js.rate, {
     publishRate: Math.round(publishRate),
-    cpuUsPerEvent: jsCpuUsPerEvent,
+    cpuUsPerEvent: js.cpuUsPerEvent,
     storage: 'memory',
     target: '>= 10000 events/s',
   });
   await jsRouter.stop({ drainTimeoutMs: 0 });
 
-  // The floor with JetStream ingress: the same number of events, drained by the forwarder.
+  // The floor with JetStream ingress: the same number of events, drained by the forwarder, from
+  // an ingress stream and consumer of its own (the router's consumer may still owe deliveries to
+  // the stopped router's pull requests).
   {
-    // An ingress stream and consumer of its own: the router's consumer may still owe deliveries
-    // to the stopped router's pull requests.
     const floorNames = meshNames('benchfloor');
     await provisionMesh(admin, { names: floorNames, storage: 'memory', duplicateWindowMs: 60_000 });
-    const pubs2: Promise<unknown>[] = [];
-    for (let i = 0; i < jsN; i++) {
-      pubs2.push(producer.js.publish(floorNames.ingressSubject(), eventBytes(), { msgID: `jsf-${i}-${evSeq}` }));
-      if (pubs2.length >= 1000) await Promise.all(pubs2.splice(0));
-    }
-    await Promise.all(pubs2);
+    await preload(floorNames.ingressSubject(), 'jsf');
     const floorJsConn = await connect('bench-js-floor', true);
-    let forwarded = 0;
-    let allForwarded: () => void = () => {};
-    const forwardedAll = new Promise<void>((r) => {
-      allForwarded = r;
+    let floor: Awaited<ReturnType<typeof startJetStreamFloor>> | undefined;
+    const f = await drain(async (onOne) => {
+      floor = await startJetStreamFloor(floorJsConn, {
+        agentId: 'noop-agent',
+        bundle,
+        routerId: 'bench-js-floor',
+        maxInFlight: 2048,
+        ingressNames: floorNames,
+        onForwarded: onOne,
+      });
     });
-    const cF = process.cpuUsage();
-    const tF = performance.now();
-    const floor = await startJetStreamFloor(floorJsConn, {
-      agentId: 'noop-agent',
-      bundle,
-      routerId: 'bench-js-floor',
-      maxInFlight: 2048,
-      ingressNames: floorNames,
-      onForwarded: () => {
-        if (++forwarded === jsN) allForwarded();
-      },
-    });
-    await forwardedAll;
-    const floorRate = jsN / ((performance.now() - tF) / 1000);
-    reportBench({
-      bench: 'router.throughput.jetstream.floor',
-      unit: 'events/s',
-      p50: Math.round(floorRate),
-      p99: Math.round(floorRate),
-      baseline: Math.round(directTput),
-      ratio: Math.round((floorRate / directTput) * 100) / 100,
-      higherIsBetter: true,
-      events: jsN,
-      cpuUsPerEvent: Math.round(cpuUs(cF) / jsN),
+    jsLine('router.throughput.jetstream.floor', f.rate, {
+      cpuUsPerEvent: f.cpuUsPerEvent,
       storage: 'memory',
       router: 'floor: mandatory I/O only (decode, dispatch, result and decision to their streams, ack)',
-      routerRate: Math.round(jsRate),
+      routerRate: Math.round(js.rate),
     });
-    await floor.stop();
+    await floor?.stop();
   }
 
   clearInterval(beats);

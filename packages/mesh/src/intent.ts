@@ -268,11 +268,8 @@ export function parseResidency(value: unknown): { allowed: Set<string>; terms: s
  * @throws InvalidIntentError naming the first invalid attribute and the rule it broke
  */
 export function parseIntent(attributes: AttributeBag): Intent {
-  return readIntent(attributes, true);
+  return readIntent(attributes);
 }
-
-/** Residency strings already found valid (bounded), so validation need not expand groups again. */
-const validResidency = new Set<string>();
 
 /**
  * Validate the intent extension attributes of an event without building the typed
@@ -280,12 +277,8 @@ const validResidency = new Set<string>();
  * @throws InvalidIntentError naming the first invalid attribute and the rule it broke
  */
 export function validateIntent(attributes: AttributeBag): void {
-  const r = attributes.residency;
-  if (r !== undefined && !(typeof r === 'string' && validResidency.has(r))) {
-    parseResidency(r);
-    if (validResidency.size < 1024) validResidency.add(r as string);
-  }
-  readIntent(attributes, false);
+  // Residencies are parsed once per value (cached), so validating is reading.
+  readIntent(attributes);
 }
 
 /** Set while a {@link SealedJurisdictions} is filled. */
@@ -333,10 +326,10 @@ function cachedResidency(value: unknown): { allowed: ReadonlySet<string>; terms:
   return sealed;
 }
 
-function readIntent(a: AttributeBag, withResidency: boolean): Intent {
+function readIntent(a: AttributeBag): Intent {
   let residency: ReadonlySet<string> | undefined;
   let residencyTerms: readonly string[] | undefined;
-  if (withResidency && a.residency !== undefined) {
+  if (a.residency !== undefined) {
     const r = cachedResidency(a.residency);
     residency = r.allowed;
     residencyTerms = r.terms;

@@ -385,6 +385,24 @@ export function createRouter(deps: CreateRouterOptions): Router {
     settling.add(p);
     void p.finally(() => settling.delete(p));
   };
+  /**
+   * A settling of our own, tracked until `done()` (per event: without the two promises `track`
+   * chains on an async function's promise).
+   */
+  const trackUntilDone = (): { finished: Promise<void>; done: () => void } => {
+    let resolve!: () => void;
+    const finished = new Promise<void>((r) => {
+      resolve = r;
+    });
+    settling.add(finished);
+    return {
+      finished,
+      done: () => {
+        settling.delete(finished);
+        resolve();
+      },
+    };
+  };
 
   /**
    * Hand a delivery back to ingress: after `delayMs`, or {@link handBackDelayMs} for its delivery
@@ -1498,16 +1516,7 @@ export function createRouter(deps: CreateRouterOptions): Router {
       handBack(delivery, `the router was full (${options.maxInFlightItems} work items)`);
       return;
     }
-    let resolveFinished!: () => void;
-    const finished = new Promise<void>((resolve) => {
-      resolveFinished = resolve;
-    });
-    // Tracked for `stop()` until done (directly: `track` would chain two more promises per event).
-    settling.add(finished);
-    const done = (): void => {
-      settling.delete(finished);
-      resolveFinished();
-    };
+    const { finished, done } = trackUntilDone();
     const it = { workId: randomUUID(), key, delivery, event, raw, intent, claimed: false } as ItemState;
     it.abort = undefined;
     it.agentId = undefined;

@@ -15,7 +15,7 @@ import {
 import { connect, type NodeConnectionOptions } from '@nats-io/transport-node';
 import { mapNatsError } from './errors.js';
 import { type NatsConnectOptions, type ResolvedNatsOptions, resolveNatsOptions } from './options.js';
-import { type CoalescedWrites, coalesceWrites, flushPending } from './write-coalescing.js';
+import { coalesceWrites, flushPending } from './write-coalescing.js';
 
 /** A lifecycle change of the connection, mapped from the NATS client's `status()`. */
 export type MeshStatusEvent =
@@ -178,7 +178,8 @@ export async function connectMesh(options: NatsConnectOptions = {}): Promise<Mes
   } catch (err) {
     throw mapNatsError(err, `connect to ${opts.servers.join(',')}`, opts.connectTimeoutMs);
   }
-  return wrap(nc, opts, opts.coalesceWrites ? coalesceWrites(nc) : undefined);
+  if (opts.coalesceWrites) coalesceWrites(nc);
+  return wrapConnection(nc, opts);
 }
 
 /**
@@ -191,11 +192,7 @@ export function wrapConnection(
   nc: NatsConnection,
   options: NatsConnectOptions | ResolvedNatsOptions = {},
 ): MeshConnection {
-  return wrap(nc, 'auth' in options ? options : resolveNatsOptions(options), undefined);
-}
-
-/** {@link wrapConnection}, with the write coalescing {@link connectMesh} set up (if any). */
-function wrap(nc: NatsConnection, opts: ResolvedNatsOptions, coalesced: CoalescedWrites | undefined): MeshConnection {
+  const opts: ResolvedNatsOptions = 'auth' in options ? options : resolveNatsOptions(options);
   const js = jetstream(nc, { timeout: opts.jetstreamTimeoutMs });
   let jsm: Promise<JetStreamManager> | undefined;
   const info: MeshConnectionInfo = {
@@ -257,8 +254,7 @@ function wrap(nc: NatsConnection, opts: ResolvedNatsOptions, coalesced: Coalesce
     async close() {
       if (nc.isClosed()) return;
       // What is still in the outbound buffer (coalesced or not) goes out before the socket closes.
-      if (coalesced) coalesced.flushNow();
-      else flushPending(nc);
+      flushPending(nc);
       await nc.close();
     },
   };

@@ -14,8 +14,8 @@
  * delays it more, as it would delay the reply anyway). A burst larger than
  * {@link COALESCE_MAX_BYTES} is written at once, as the client does past its own pending limit. A subscription is written at once too, so
  * that a process that subscribes and then says it is ready (on stdout, over HTTP) is subscribed on
- * the server when it says so; and {@link CoalescedWrites.flushNow} writes what is pending before
- * the connection closes.
+ * the server when it says so; and {@link flushPending} writes what is pending before the
+ * connection closes.
  *
  * Meant for long-running processes that close their connection before exiting (the router and
  * agent processes): a one-shot client that calls `process.exit()` in the turn it published would
@@ -36,21 +36,23 @@ interface ProtocolInternals {
   outbound?: { size(): number };
 }
 
-/** The handle of a connection whose writes are coalesced. */
-export interface CoalescedWrites {
-  /** Write whatever is pending now (before closing the connection). */
-  flushNow(): void;
+/** The client's protocol handler, as far as this module uses it. */
+function protocolOf(nc: NatsConnection): Partial<ProtocolInternals> | undefined {
+  return (nc as unknown as { protocol?: Partial<ProtocolInternals> }).protocol;
 }
 
+/** How to write now what a coalescing connection holds back (see {@link flushPending}). */
+const writeNow = new WeakMap<NatsConnection, () => void>();
+
 /**
- * Coalesce the writes of `nc` per event-loop turn. Returns `undefined` (and changes nothing) when
- * the client does not have the internals this needs.
+ * Coalesce the writes of `nc` per event-loop turn. Returns whether it could: `false` (and nothing
+ * changed) when the client does not have the internals this needs.
  */
-export function coalesceWrites(nc: NatsConnection): CoalescedWrites | undefined {
-  const protocol = (nc as unknown as { protocol?: Partial<ProtocolInternals> }).protocol;
-  if (protocol === undefined || typeof protocol.flushPending !== 'function') return undefined;
+export function coalesceWrites(nc: NatsConnection): boolean {
+  const protocol = protocolOf(nc);
+  if (protocol === undefined || typeof protocol.flushPending !== 'function') return false;
   const outbound = protocol.outbound;
-  if (outbound === undefined || typeof outbound.size !== 'function') return undefined;
+  if (outbound === undefined || typeof outbound.size !== 'function') return false;
   const flush = protocol.flushPending.bind(protocol);
   let scheduled: ReturnType<typeof setImmediate> | undefined;
   const flushNow = (): void => {
@@ -80,7 +82,8 @@ export function coalesceWrites(nc: NatsConnection): CoalescedWrites | undefined 
       flush();
     });
   };
-  return { flushNow };
+  writeNow.set(nc, flushNow);
+  return true;
 }
 
 /**
@@ -89,6 +92,11 @@ export function coalesceWrites(nc: NatsConnection): CoalescedWrites | undefined 
  * publishes then `close()`, none arrived). A no-op when the client lacks the internal.
  */
 export function flushPending(nc: NatsConnection): void {
-  const protocol = (nc as unknown as { protocol?: Partial<ProtocolInternals> }).protocol;
+  const coalesced = writeNow.get(nc);
+  if (coalesced !== undefined) {
+    coalesced();
+    return;
+  }
+  const protocol = protocolOf(nc);
   if (protocol !== undefined && typeof protocol.flushPending === 'function') protocol.flushPending();
 }

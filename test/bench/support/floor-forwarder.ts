@@ -18,7 +18,7 @@ import {
   type IngressDelivery,
   type MeshNames,
 } from '@meshroute/mesh';
-import type { PolicyBundle } from '@meshroute/policy';
+import { AGENT_FIXTURE_DEFAULTS, type PolicyBundle } from '@meshroute/policy';
 import { type MeshConnection, mapFromHeaders, natsEventSource, natsMesh } from '@meshroute/transport-nats';
 
 /** A running floor forwarder. */
@@ -106,21 +106,11 @@ function forwarder(
     { specversion: '1.0', id: 'floor', source: '/floor', type: 'floor', workload: 'noop', residency: 'eu' },
     [
       {
+        ...AGENT_FIXTURE_DEFAULTS,
         id: options.agentId,
-        backends: ['wasm'],
         region: 'eu-central',
         jurisdiction: 'DE',
         carbonIntensity: 300,
-        latencyP50Ms: 0.1,
-        latencyP99Ms: 0.5,
-        estimatedLatencyMs: 1,
-        freeSlots: 1,
-        inFlight: 0,
-        queueDepth: 0,
-        costPerJob: 0,
-        labels: {},
-        status: 'ready',
-        workloads: [],
       },
     ],
     { decisionId: 'floor', nowMs: Date.now(), registryRevision: 1 },
